@@ -1,0 +1,360 @@
+"""Config schema, YAML loading, ``key=value`` overrides and validation.
+
+The schema is a tree of frozen dataclasses. Values come from the schema defaults, then a YAML
+file (``configs/default.yaml`` unless another is given), then ``key=value`` overrides, merged by
+OmegaConf structured configs. Any problem raises :class:`ConfigError` whose message is one line
+that names the offending key; command-line entry points turn it into exit status 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+
+
+class ConfigError(ValueError):
+    """A bad config value; ``str(err)`` is one line naming the key and the problem."""
+
+    def __init__(self, key: str, problem: str):
+        self.key = key
+        self.problem = problem
+        super().__init__(f"config error: {key}: {problem}" if key else f"config error: {problem}")
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    """Which environment, which of its goals, and how long an episode lasts."""
+
+    name: str = "reacher"
+    goals: tuple[int, ...] | None = None  # None: every goal of the environment
+    episode_length: int = 50
+
+
+@dataclass(frozen=True)
+class VariantsConfig:
+    """The capacity grid: every (hidden_dim, buffer_size, seed) combination is one variant."""
+
+    hidden_dims: tuple[int, ...] = (8, 32, 128)
+    buffer_sizes: tuple[int, ...] = (10000,)
+    seeds: tuple[int, ...] = (0, 1)
+    bucket_ratio: int = 4  # widths within this ratio of a bucket's max share one vmap
+    capacity_mode: str = "fixed"  # fixed | auto (grow on the controller's "expand")
+    auto_start_hidden_dim: int = 8
+    auto_max_hidden_dim: int = 256
+
+
+@dataclass(frozen=True)
+class WorldModelConfig:
+    """The Δs MLP and its optimizer."""
+
+    num_layers: int = 2
+    learning_rate: float = 3e-3
+    weight_decay: float = 1e-5
+    grad_clip: float = 1.0
+    batch_size: int = 256
+    train_steps_per_epoch: int = 300
+    val_size: int = 2000
+    k_steps: tuple[int, ...] = (1, 5, 10)
+    epsilon: float = 1e-3  # val MSE below this counts as "passed"
+
+
+@dataclass(frozen=True)
+class PlannerConfig:
+    """MPC over a model: CEM for continuous actions, random shooting / discrete CEM otherwise."""
+
+    method: str = "cem"  # cem | random_shooting
+    horizon: int = 10
+    num_samples: int = 64
+    num_elites: int = 8
+    iterations: int = 3
+    exploration_noise: float = 0.3  # std of Gaussian noise added to collection actions
+    episodes_per_goal: int = 4  # control episodes per goal per epoch (E)
+    random_collect_epochs: int = 1  # epochs that collect with a random policy
+
+
+@dataclass(frozen=True)
+class RegretConfig:
+    """How per-goal regret drives collection and how intervals are computed."""
+
+    goal_sampling: str = "uniform"  # uniform | regret
+    priority_temperature: float = 1.0
+    min_goal_share: float = 0.05  # each goal keeps at least this share of collection
+    ci_level: float = 0.95
+
+
+@dataclass(frozen=True)
+class MetaConfig:
+    """The MetaJudgmentController's evidence window and threshold."""
+
+    epsilon: float = 0.05  # smallest marginal gain in avg_regret worth more capacity
+    relative: bool = False  # compare relative rather than absolute gains with epsilon
+    last_k_epochs: int = 2
+    bootstrap_samples: int = 2000
+    consult_every_epoch: bool = True
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    """Where alerts go besides alerts.jsonl, TensorBoard and the log."""
+
+    webhook_url: str | None = None
+    timeout_s: float = 2.0
+    retries: int = 2
+
+
+@dataclass(frozen=True)
+class CheckpointConfig:
+    """Orbax CheckpointManager retention."""
+
+    enabled: bool = True
+    keep_last: int = 2
+    keep_best: bool = True
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole sweep. Frozen: derive a changed copy with ``dataclasses.replace``."""
+
+    run_name: str | None = None
+    runs_dir: str = "runs"
+    seed: int = 0  # environment / evaluation seed shared by every variant (common random numbers)
+    epochs: int = 4
+    samples_per_epoch: int = 6000  # transitions collected per variant per epoch
+    devices: str = "auto"  # auto | N (number of devices to shard the variant axis over)
+    distributed: bool = False
+    env: EnvConfig = field(default_factory=EnvConfig)
+    variants: VariantsConfig = field(default_factory=VariantsConfig)
+    world_model: WorldModelConfig = field(default_factory=WorldModelConfig)
+    planner: PlannerConfig = field(default_factory=PlannerConfig)
+    regret: RegretConfig = field(default_factory=RegretConfig)
+    meta: MetaConfig = field(default_factory=MetaConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+
+
+def _schema():
+    schema = OmegaConf.structured(Config)
+    OmegaConf.set_readonly(schema, False)
+    return schema
+
+
+def _load_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("--config", f"{path}: no such file") from None
+    except OSError as e:
+        raise ConfigError("--config", f"{path}: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError("--config", f"{path}{where}: invalid YAML") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError("--config", f"{path}: top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def _omegaconf_error(e: OmegaConfBaseException) -> ConfigError:
+    key = getattr(e, "full_key", None) or ""
+    msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+    msg = msg.replace("$VALUE_TYPE", "value").replace("$VALUE", "value")
+    if "not in" in msg or type(e).__name__ == "ConfigKeyError":
+        return ConfigError(key, f"unknown key ({msg})")
+    return ConfigError(key, f"wrong type ({msg})")
+
+
+def _parse_overrides(overrides: list[str]) -> list[str]:
+    for item in overrides:
+        if "=" not in item or item.startswith("="):
+            raise ConfigError(item, "override must look like key=value")
+    return list(overrides)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Returns the validated :class:`Config` from schema defaults, a YAML file and overrides.
+
+    Raises:
+      ConfigError: unknown key, wrong type or impossible value; the message names the key.
+    """
+    yaml_path = Path(path) if path is not None else DEFAULT_CONFIG
+    data = _load_yaml(yaml_path) if (path is not None or yaml_path.exists()) else {}
+    try:
+        merged = OmegaConf.merge(
+            _schema(), OmegaConf.create(data), OmegaConf.from_dotlist(_parse_overrides(list(overrides)))
+        )
+        cfg = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as e:
+        raise _omegaconf_error(e) from None
+    validate(cfg)
+    return cfg
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    """Returns the validated :class:`Config` built from a plain dict (e.g. a saved config.yaml)."""
+    try:
+        cfg = OmegaConf.to_object(OmegaConf.merge(_schema(), OmegaConf.create(data)))
+    except OmegaConfBaseException as e:
+        raise _omegaconf_error(e) from None
+    validate(cfg)
+    return cfg
+
+
+def to_dict(cfg: Config) -> dict[str, Any]:
+    """Returns `cfg` as plain nested dicts and lists (YAML/JSON friendly)."""
+
+    def conv(v):
+        if isinstance(v, tuple):
+            return [conv(x) for x in v]
+        if isinstance(v, dict):
+            return {k: conv(x) for k, x in v.items()}
+        return v
+
+    return conv(dataclasses.asdict(cfg))
+
+
+def to_yaml(cfg: Config) -> str:
+    """Returns `cfg` as a YAML document."""
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+def diff(a: Config, b: Config) -> list[str]:
+    """Returns the dotted keys whose values differ between two configs."""
+    out: list[str] = []
+
+    def walk(x, y, prefix):
+        if isinstance(x, dict) and isinstance(y, dict):
+            for k in sorted(set(x) | set(y)):
+                walk(x.get(k), y.get(k), f"{prefix}{k}.")
+        elif x != y:
+            out.append(prefix[:-1])
+
+    walk(to_dict(a), to_dict(b), "")
+    return out
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _positive(key: str, value: float) -> None:
+    if not value > 0:
+        raise ConfigError(key, f"must be > 0, got {value!r}")
+
+
+def _non_negative(key: str, value: float) -> None:
+    if not value >= 0:
+        raise ConfigError(key, f"must be >= 0, got {value!r}")
+
+
+def _choice(key: str, value: str, options: tuple[str, ...]) -> None:
+    if value not in options:
+        raise ConfigError(key, f"must be one of {', '.join(options)}; got {value!r}")
+
+
+def _unique_positive_list(key: str, values, *, allow_zero: bool = False) -> None:
+    if len(values) == 0:
+        raise ConfigError(key, "must not be empty")
+    for v in values:
+        if (v < 0) if allow_zero else (v <= 0):
+            raise ConfigError(key, f"every entry must be {'>= 0' if allow_zero else '> 0'}, got {v!r}")
+    if len(set(values)) != len(values):
+        dup = sorted({v for v in values if list(values).count(v) > 1})
+        raise ConfigError(key, f"duplicate entries {dup}")
+
+
+def validate(cfg: Config) -> Config:
+    """Returns `cfg` unchanged if every value is possible; raises :class:`ConfigError` otherwise."""
+    from augnes_jax.envs import registered_envs  # local: keep config importable on its own
+
+    if cfg.run_name is not None and not _NAME_RE.match(cfg.run_name):
+        raise ConfigError("run_name", f"must be a plain name of letters, digits, '_', '-', '.', got {cfg.run_name!r}")
+    if not cfg.runs_dir:
+        raise ConfigError("runs_dir", "must not be empty")
+    _non_negative("seed", cfg.seed)
+    _positive("epochs", cfg.epochs)
+    _positive("samples_per_epoch", cfg.samples_per_epoch)
+    if cfg.devices != "auto" and not (cfg.devices.isdigit() and int(cfg.devices) > 0):
+        raise ConfigError("devices", f"must be 'auto' or a positive integer, got {cfg.devices!r}")
+
+    envs = registered_envs()
+    _choice("env.name", cfg.env.name, tuple(envs))
+    _positive("env.episode_length", cfg.env.episode_length)
+    if cfg.env.goals is not None:
+        _unique_positive_list("env.goals", cfg.env.goals, allow_zero=True)
+        num_goals = envs[cfg.env.name]
+        bad = [g for g in cfg.env.goals if g >= num_goals]
+        if bad:
+            raise ConfigError("env.goals", f"goal ids {bad} out of range: {cfg.env.name} has {num_goals} goals")
+
+    v = cfg.variants
+    _unique_positive_list("variants.hidden_dims", v.hidden_dims)
+    _unique_positive_list("variants.buffer_sizes", v.buffer_sizes)
+    _unique_positive_list("variants.seeds", v.seeds, allow_zero=True)
+    if v.bucket_ratio < 1:
+        raise ConfigError("variants.bucket_ratio", f"must be >= 1, got {v.bucket_ratio}")
+    _choice("variants.capacity_mode", v.capacity_mode, ("fixed", "auto"))
+    _positive("variants.auto_start_hidden_dim", v.auto_start_hidden_dim)
+    if v.auto_max_hidden_dim < v.auto_start_hidden_dim:
+        raise ConfigError("variants.auto_max_hidden_dim", "must be >= variants.auto_start_hidden_dim")
+
+    w = cfg.world_model
+    if w.num_layers not in (1, 2):
+        raise ConfigError("world_model.num_layers", f"must be 1 or 2, got {w.num_layers}")
+    _positive("world_model.learning_rate", w.learning_rate)
+    _non_negative("world_model.weight_decay", w.weight_decay)
+    _positive("world_model.grad_clip", w.grad_clip)
+    _positive("world_model.batch_size", w.batch_size)
+    _positive("world_model.train_steps_per_epoch", w.train_steps_per_epoch)
+    _positive("world_model.val_size", w.val_size)
+    _unique_positive_list("world_model.k_steps", w.k_steps)
+    if max(w.k_steps) > cfg.env.episode_length:
+        raise ConfigError("world_model.k_steps", f"{max(w.k_steps)} exceeds env.episode_length {cfg.env.episode_length}")
+    _positive("world_model.epsilon", w.epsilon)
+
+    p = cfg.planner
+    _choice("planner.method", p.method, ("cem", "random_shooting"))
+    _positive("planner.horizon", p.horizon)
+    _positive("planner.num_samples", p.num_samples)
+    _positive("planner.num_elites", p.num_elites)
+    if p.num_elites > p.num_samples:
+        raise ConfigError("planner.num_elites", f"{p.num_elites} exceeds planner.num_samples {p.num_samples}")
+    _positive("planner.iterations", p.iterations)
+    _non_negative("planner.exploration_noise", p.exploration_noise)
+    _positive("planner.episodes_per_goal", p.episodes_per_goal)
+    _non_negative("planner.random_collect_epochs", p.random_collect_epochs)
+
+    r = cfg.regret
+    _choice("regret.goal_sampling", r.goal_sampling, ("uniform", "regret"))
+    _positive("regret.priority_temperature", r.priority_temperature)
+    if not 0 <= r.min_goal_share < 1:
+        raise ConfigError("regret.min_goal_share", f"must be in [0, 1), got {r.min_goal_share}")
+    if not 0 < r.ci_level < 1:
+        raise ConfigError("regret.ci_level", f"must be in (0, 1), got {r.ci_level}")
+
+    m = cfg.meta
+    _non_negative("meta.epsilon", m.epsilon)
+    _positive("meta.last_k_epochs", m.last_k_epochs)
+    _positive("meta.bootstrap_samples", m.bootstrap_samples)
+
+    a = cfg.alerts
+    if a.webhook_url is not None and not re.match(r"^https?://[^\s/]+", a.webhook_url):
+        raise ConfigError("alerts.webhook_url", f"must be an http(s) URL, got {a.webhook_url!r}")
+    _positive("alerts.timeout_s", a.timeout_s)
+    _non_negative("alerts.retries", a.retries)
+
+    _positive("checkpoint.keep_last", cfg.checkpoint.keep_last)
+    return cfg

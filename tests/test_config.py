@@ -1,0 +1,75 @@
+"""Config loading: defaults, YAML, overrides, and one-line errors that name the key."""
+
+import dataclasses
+
+import pytest
+
+from augnes_jax.config import Config, ConfigError, config_from_dict, diff, load_config, to_dict
+
+
+def test_default_yaml_and_overrides():
+    cfg = load_config(None, ["epochs=2", "variants.hidden_dims=[4,16]", "env.name=gridworld", "env.goals=[0,2]"])
+    assert cfg.epochs == 2
+    assert cfg.variants.hidden_dims == (4, 16)
+    assert cfg.env.name == "gridworld" and cfg.env.goals == (0, 2)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.epochs = 3  # type: ignore[misc]
+    # round trip through a plain dict (what config.yaml holds)
+    assert config_from_dict(to_dict(cfg)) == cfg
+    assert diff(cfg, dataclasses.replace(cfg, epochs=5)) == ["epochs"]
+
+
+@pytest.mark.parametrize(
+    "override, key, words",
+    [
+        (["nope=1"], "nope", "unknown key"),
+        (["world_model.nope=1"], "world_model.nope", "unknown key"),
+        (["epochs=abc"], "epochs", "wrong type"),
+        (["world_model.learning_rate=fast"], "world_model.learning_rate", "wrong type"),
+        (["epochs=0"], "epochs", "> 0"),
+        (["samples_per_epoch=-5"], "samples_per_epoch", "> 0"),
+        (["variants.hidden_dims=[]"], "variants.hidden_dims", "empty"),
+        (["variants.seeds=[0,0]"], "variants.seeds", "duplicate"),
+        (["variants.buffer_sizes=[0]"], "variants.buffer_sizes", "> 0"),
+        (["env.goals=[]"], "env.goals", "empty"),
+        (["env.goals=[99]"], "env.goals", "out of range"),
+        (["env.name=atari"], "env.name", "one of"),
+        (["planner.num_elites=1000"], "planner.num_elites", "exceeds"),
+        (["world_model.num_layers=3"], "world_model.num_layers", "1 or 2"),
+        (["alerts.webhook_url=file:///etc/passwd"], "alerts.webhook_url", "http"),
+        (["run_name=../escape"], "run_name", "plain name"),
+        (["epochs"], "epochs", "key=value"),
+    ],
+)
+def test_bad_values_name_the_key(override, key, words):
+    with pytest.raises(ConfigError) as err:
+        load_config(None, override)
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert key in msg and words in msg, msg
+
+
+def test_yaml_file_errors(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("epochs: [unclosed\n")
+    with pytest.raises(ConfigError, match="bad.yaml line"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config(tmp_path / "missing.yaml")
+    scalar = tmp_path / "scalar.yaml"
+    scalar.write_text("42\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(scalar)
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("planner:\n  horizn: 3\n")
+    with pytest.raises(ConfigError, match="planner.horizn"):
+        load_config(unknown)
+
+
+def test_every_shipped_config_loads():
+    from augnes_jax.config import CONFIG_DIR
+
+    files = sorted(CONFIG_DIR.glob("*.yaml"))
+    assert files
+    for f in files:
+        assert isinstance(load_config(f), Config)
