@@ -12,6 +12,7 @@ and goals (an agent and its oracle twin, say) start in the same states and see t
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -46,8 +47,13 @@ class RolloutResult(NamedTuple):
     initial_state: Any  # env state pytree with leading axis [N]
 
 
+@functools.cache
 def random_policy(env: Environment) -> Policy:
-    """Returns a policy that ignores its inputs and acts uniformly at random."""
+    """Returns a policy that ignores its inputs and acts uniformly at random.
+
+    Cached per environment object, so repeated calls give the same function and a jitted
+    roll-out that takes it as a static argument compiles once.
+    """
 
     def policy(policy_params, obs, goal_id, key):
         del policy_params, obs, goal_id

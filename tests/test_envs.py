@@ -116,3 +116,41 @@ def test_oracle_planner_beats_random_on_every_goal_of_the_continuous_task():
     rnd = rollout_jit(env, params, random_policy(env), None, keys, goals, 30).returns.reshape(env.num_goals, 2).mean(1)
     # a wide margin on every goal: the oracle closes at least 40% of the random policy's distance cost
     assert np.all(np.asarray(opt) > 0.6 * np.asarray(rnd)), (opt, rnd)
+
+
+def test_reacher_matches_numpy_reference():
+    from augnes_jax.envs.numpy_reference import reacher_obs, reacher_reward, reacher_step
+
+    env = make("reacher")
+    params = env.default_params(episode_length=20)
+    keys = jax.random.split(jax.random.key(11), 32)
+    goals = jnp.arange(32) % env.num_goals
+    res = rollout_jit(env, params, random_policy(env), None, keys, goals, 20)
+    q = np.asarray(res.initial_state.q, np.float64)
+    dq = np.asarray(res.initial_state.dq, np.float64)
+    goal_xy = np.asarray(params.goals)[np.asarray(goals)]
+    for t in range(20):
+        q, dq = reacher_step(q, dq, np.asarray(res.transitions.action[:, t], np.float64))
+        np.testing.assert_allclose(res.transitions.next_obs[:, t], reacher_obs(q, dq), atol=2e-4)
+        np.testing.assert_allclose(res.transitions.reward[:, t], reacher_reward(q, goal_xy), atol=2e-4)
+        # re-sync to the JAX state so float32 drift cannot compound over the horizon
+        q = np.stack([np.arctan2(res.transitions.next_obs[:, t, 1], res.transitions.next_obs[:, t, 0]),
+                      np.arctan2(res.transitions.next_obs[:, t, 3], res.transitions.next_obs[:, t, 2])], 1).astype(np.float64)
+        dq = np.asarray(res.transitions.next_obs[:, t, 4:], np.float64)
+
+
+def test_gridworld_matches_numpy_reference():
+    from augnes_jax.envs.numpy_reference import grid_step
+
+    env = make("gridworld")
+    params = env.default_params(episode_length=40)
+    keys = jax.random.split(jax.random.key(12), 16)
+    res = rollout_jit(env, params, random_policy(env), None, keys, jnp.arange(16) % 4, 40)
+    tr = res.transitions
+    pos = np.asarray(res.initial_state.pos)
+    walls = np.asarray(params.walls)
+    for t in range(40):
+        nxt = grid_step(pos, np.asarray(tr.action[:, t]), walls)
+        valid = np.asarray(tr.valid[:, t])
+        np.testing.assert_array_equal(tr.next_obs[:, t][valid], nxt[valid].astype(np.float32))
+        pos = np.where(valid[:, None], nxt, pos)

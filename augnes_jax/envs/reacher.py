@@ -163,7 +163,7 @@ class Reacher(Environment):
         grid = jnp.linspace(-jnp.pi, jnp.pi, n)
         q1, q2 = jnp.meshgrid(grid, grid, indexing="xy")
         q = jnp.stack([q1.ravel(), q2.ravel()], axis=1)
-        dq = jnp.zeros_like(q) + jnp.asarray([1.0, -1.0])
+        dq = jnp.tile(jnp.asarray([[1.0, -1.0]]), (n * n, 1))
         action = jnp.tile(jnp.asarray([[0.8, -0.8]], jnp.float32), (n * n, 1))
         states = ReacherState(q=q, dq=dq, goal_id=jnp.zeros((n * n,), jnp.int32), time=jnp.zeros((n * n,), jnp.int32))
         obs = jax.vmap(self.obs_from_state)(states)

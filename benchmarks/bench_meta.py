@@ -1,0 +1,138 @@
+"""Times one controller-and-dashboard cycle on a synthetic 64-variant x 50-epoch sweep.
+
+A cycle is what a live sweep pays after each epoch: the MetaJudgmentController reloads the
+TensorBoard runs incrementally, recomputes the evidence and decision, writes decision.json and
+alerts, and the dashboard re-renders its PNGs from the controller's evidence. The event files
+are written first (not timed); before each timed cycle one more epoch is appended to every
+variant, as a running sweep would. The in-process baseline is a cold cycle: a new controller
+that re-reads every event file from scratch. Prints one JSON object.
+
+Usage: python benchmarks/bench_meta.py [--variants-per-axis 4] [--epochs 50] [--cycles 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+import jax  # noqa: E402
+from synthetic_runs import SyntheticRun  # noqa: E402
+
+from augnes_jax.dashboard import render  # noqa: E402
+from augnes_jax.meta import MetaJudgmentController  # noqa: E402
+
+BUDGET_S = 1.0
+
+
+def _no_model(*args):
+    return None  # no checkpoints in a synthetic run: the transition plot is skipped
+
+
+def _cycle(ctrl: MetaJudgmentController, run_dir: Path) -> dict[str, float]:
+    c0 = time.process_time()
+    t0 = time.perf_counter()
+    ctrl.update()
+    t1 = time.perf_counter()
+    ctrl.write()
+    t2 = time.perf_counter()
+    render(run_dir, controller=ctrl, world_model_loader=_no_model, env_factory=_no_model)
+    t3 = time.perf_counter()
+    # CPU time of this process too: wall time on a shared machine also measures the neighbours.
+    return {"update_s": t1 - t0, "write_s": t2 - t1, "render_s": t3 - t2, "cycle_s": t3 - t0,
+            "cycle_cpu_s": time.process_time() - c0}  # fmt: skip
+
+
+def main() -> None:
+    """Prints one JSON object with the cycle time, the cold baseline and their ratio."""
+    p = argparse.ArgumentParser()
+    p.add_argument("--hidden-dims", type=int, nargs="+", default=[8, 16, 32, 64])
+    p.add_argument("--buffer-sizes", type=int, nargs="+", default=[1000, 3000, 10000, 30000])
+    p.add_argument("--seeds", type=int, default=4)
+    p.add_argument("--goals", type=int, default=4)
+    p.add_argument("--epochs", type=int, default=50)
+    p.add_argument("--cycles", type=int, default=5)
+    args = p.parse_args()
+    logging.disable(logging.WARNING)  # the transition plot has no checkpoints here; keep stdout one JSON
+
+    curve = {h: 1.0 / (1 + i) for i, h in enumerate(args.hidden_dims)}
+    with tempfile.TemporaryDirectory() as tmp:
+        run_dir = Path(tmp)
+        run = SyntheticRun(
+            run_dir,
+            hidden_dims=args.hidden_dims,
+            buffer_sizes=args.buffer_sizes,
+            seeds=range(args.seeds),
+            num_goals=args.goals,
+            true_regret=lambda h, b, e, g: curve[h] + 0.05 * g + 0.5 / (1 + e),
+            seed_noise=0.02,
+            cell_noise=0.05,
+        )
+        t0 = time.perf_counter()
+        run.write_epochs(args.epochs - args.cycles)
+        write_s = time.perf_counter() - t0
+
+        ctrl = MetaJudgmentController(run_dir, epsilon=0.05)
+        first = _cycle(ctrl, run_dir)  # cold load + first render (imports, font cache)
+        incremental = []
+        for _ in range(args.cycles):
+            run.write_epoch()  # not timed: the sweep's own write
+            incremental.append(_cycle(ctrl, run_dir))
+        run.close()
+
+        cold = []
+        for _ in range(2):
+            fresh = MetaJudgmentController(run_dir, epsilon=0.05)
+            cold.append(_cycle(fresh, run_dir))
+
+        med = {k: statistics.median(c[k] for c in incremental) for k in incremental[0]}
+        cold_med = {k: statistics.median(c[k] for c in cold) for k in cold[0]}
+        decision = ctrl.decision
+        dev = jax.devices()[0]
+        print(
+            json.dumps(
+                {
+                    "benchmark": "meta_controller_dashboard_cycle",
+                    "device": {"platform": dev.platform, "device_kind": dev.device_kind},
+                    "sizes": {
+                        "variants": len(run.names),
+                        "epochs": args.epochs,
+                        "goals": args.goals,
+                        "hidden_dims": args.hidden_dims,
+                        "buffer_sizes": args.buffer_sizes,
+                        "seeds": args.seeds,
+                        "bootstrap_samples": ctrl.bootstrap_samples,
+                        "plots": 6,
+                    },
+                    "figure": "median seconds per incremental cycle (update + decision.json/alerts + 6 PNGs)",
+                    "cycle_s": round(med["cycle_s"], 4),
+                    "cycle_cpu_s": round(med["cycle_cpu_s"], 4),
+                    "breakdown_s": {k: round(v, 4) for k, v in med.items() if k.endswith("_s") and "cycle" not in k},
+                    "baseline_cold_cycle_s": round(cold_med["cycle_s"], 4),
+                    "baseline_cold_cycle_cpu_s": round(cold_med["cycle_cpu_s"], 4),
+                    "baseline_breakdown_s": {k: round(v, 4) for k, v in cold_med.items() if "cycle" not in k},
+                    "speedup_vs_cold": round(cold_med["cycle_s"] / med["cycle_s"], 2),
+                    "first_cycle_s": round(first["cycle_s"], 4),
+                    "budget_s": BUDGET_S,
+                    "within_budget": med["cycle_s"] < BUDGET_S,
+                    "untimed_event_write_s": round(write_s, 2),
+                    "load_average_1m": round(os.getloadavg()[0], 2),
+                    "cpu_count": os.cpu_count(),
+                    "decision": decision.decision if decision else None,
+                    "reader": type(ctrl.reader).__module__ + "." + type(ctrl.reader).__name__,
+                }
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()
