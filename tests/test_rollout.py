@@ -32,7 +32,7 @@ def test_matches_python_loop_and_freezes_after_termination():
     tr = res.transitions
     # The same episode replayed step by step in Python with the recorded actions.
     for i in range(6):
-        state = jax.tree.map(lambda x: x[i], res.initial_state)
+        state = jax.tree.map(lambda x, i=i: x[i], res.initial_state)
         total, steps = 0.0, 0
         for t in range(25):
             out = env.step(jax.random.key(0), state, tr.action[i, t], params)

@@ -1,0 +1,195 @@
+"""The jitted work of one sweep epoch, vmapped over a bucket's variant axis. Pure core: no I/O.
+
+For one width bucket :func:`make_bucket_fns` builds four jitted functions whose arguments carry a
+leading variant axis ``[V]``:
+
+* ``collect(wm_states, buffers, keys, goal_probs, use_random)``: roll out each variant's
+  collection policy (uniformly random, or MPC on the variant's own model with exploration noise)
+  on goals drawn from ``goal_probs[V, G]``, and add the valid transitions to its ring buffer.
+* ``train(wm_states, buffers, keys)``: one world-model training epoch per variant.
+* ``evaluate(wm_states, val)``: one-step, per-dimension, per-goal and k-step model errors.
+* ``control(wm_states, keys, goals)``: MPC on each variant's model over the evaluation episodes.
+
+:func:`make_reference_fn` scores the same evaluation episodes (same keys: common random
+numbers) with the oracle and the random baseline; it does not depend on the variant, so it runs
+once per epoch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from augnes_jax import buffer as rb
+from augnes_jax.envs.base import Environment
+from augnes_jax.planner import PlannerSettings, make_mpc_policy, true_dynamics
+from augnes_jax.rollout import flatten, random_policy, rollout
+from augnes_jax.world_model import WorldModel, jitted_train_epoch
+from augnes_jax.world_model_eval import k_step_errors, one_step_errors
+
+
+@dataclass(frozen=True)
+class EpochSettings:
+    """Static sizes of one epoch."""
+
+    episode_length: int
+    samples_per_epoch: int
+    train_steps: int
+    planner: PlannerSettings
+    exploration_noise: float
+    k_steps: tuple[int, ...]
+
+    @property
+    def collect_envs(self) -> int:
+        """Returns the number of parallel collection episodes per variant."""
+        return max(1, math.ceil(self.samples_per_epoch / self.episode_length))
+
+
+class ValidationSet(NamedTuple):
+    """Held-out transitions ``[N]`` and open-loop sequences ``[M, K+1]`` for model evaluation."""
+
+    obs: jax.Array
+    action: jax.Array  # float action features
+    next_obs: jax.Array
+    goal_id: jax.Array
+    obs_seq: jax.Array  # [M, K + 1, d]
+    action_seq: jax.Array  # [M, K, a]
+
+
+def buffer_item(env: Environment, obs_dim: int) -> dict[str, jax.Array]:
+    """Returns an example buffer item (shapes and dtypes of one stored transition)."""
+    return {
+        "obs": jnp.zeros((obs_dim,), jnp.float32),
+        "action": jnp.zeros((env.action_feature_dim,), jnp.float32),
+        "next_obs": jnp.zeros((obs_dim,), jnp.float32),
+        "goal_id": jnp.zeros((), jnp.int32),
+    }
+
+
+def _items(env: Environment, flat) -> dict[str, jax.Array]:
+    return {
+        "obs": flat.obs,
+        "action": jax.vmap(env.action_features)(flat.action),
+        "next_obs": flat.next_obs,
+        "goal_id": flat.goal_id,
+    }
+
+
+def make_validation_set(
+    env: Environment, env_params: Any, key: jax.Array, goal_ids: np.ndarray, size: int,
+    episode_length: int, k_max: int,
+) -> ValidationSet:
+    """Returns a held-out set from random-policy episodes (host-side filtering of invalid steps)."""
+    n_eps = max(2, math.ceil(size / episode_length))
+    goals = jnp.asarray(np.resize(goal_ids, n_eps), jnp.int32)
+    res = jax.jit(rollout, static_argnames=("env", "policy", "num_steps"))(
+        env, env_params, random_policy(env), None, jax.random.split(key, n_eps), goals, episode_length)
+    tr = jax.device_get(res.transitions)
+    flat = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), tr)
+    valid = flat.valid
+    feats = np.asarray(jax.vmap(env.action_features)(jnp.asarray(flat.action)))
+    long_enough = np.asarray(res.lengths) >= k_max
+    seq_obs = np.concatenate([tr.obs[:, : k_max], tr.next_obs[:, k_max - 1 : k_max]], axis=1)[long_enough]
+    seq_act = np.asarray(jax.vmap(jax.vmap(env.action_features))(jnp.asarray(tr.action[:, :k_max])))[long_enough]
+    return ValidationSet(
+        obs=jnp.asarray(flat.obs[valid][:size]), action=jnp.asarray(feats[valid][:size]),
+        next_obs=jnp.asarray(flat.next_obs[valid][:size]), goal_id=jnp.asarray(flat.goal_id[valid][:size]),
+        obs_seq=jnp.asarray(seq_obs), action_seq=jnp.asarray(seq_act),
+    )
+
+
+class BucketFns(NamedTuple):
+    """The jitted, vmapped functions of one bucket (see the module docstring)."""
+
+    collect: Any
+    train: Any
+    evaluate: Any
+    control: Any
+
+
+def model_dynamics(env: Environment, wm: WorldModel):
+    """Returns ``(wm_state, obs, action) -> next_obs`` predicted by the world model."""
+
+    def dynamics(wm_state, obs, action):
+        return wm.predict_next(wm_state, obs, env.action_features(action))
+
+    return dynamics
+
+
+def make_bucket_fns(
+    env: Environment, env_params: Any, wm: WorldModel, goal_ids: np.ndarray, num_goals: int,
+    s: EpochSettings,
+) -> BucketFns:
+    """Returns the jitted epoch functions of one bucket; every argument is vmapped over ``[V]``."""
+    dynamics = model_dynamics(env, wm)
+    explore = make_mpc_policy(env, env_params, dynamics, s.planner, s.exploration_noise)
+    greedy = make_mpc_policy(env, env_params, dynamics, s.planner)
+    rand = random_policy(env)
+    goal_table = jnp.asarray(goal_ids, jnp.int32)
+    n_envs = s.collect_envs
+
+    def collect_one(wm_state, buf, key, goal_probs, use_random):
+        k_goal, k_ep = jax.random.split(key)
+        idx = jax.random.categorical(k_goal, jnp.log(goal_probs)[None], shape=(n_envs,))
+        goals = goal_table[idx]
+        policy = rand if use_random else explore
+        res = rollout(env, env_params, policy, wm_state, jax.random.split(k_ep, n_envs), goals, s.episode_length)
+        flat = flatten(res.transitions)
+        buf = rb.add(buf, _items(env, flat), flat.valid)
+        counts = jax.ops.segment_sum(flat.valid.astype(jnp.int32), flat.goal_id, num_segments=num_goals)
+        return buf, counts
+
+    def collect(wm_states, buffers, keys, goal_probs, use_random: bool):
+        return jax.vmap(lambda w, b, k, p: collect_one(w, b, k, p, use_random))(wm_states, buffers, keys, goal_probs)
+
+    def evaluate_one(wm_state, val: ValidationSet):
+        one = one_step_errors(wm, wm_state, val.obs, val.action, val.next_obs, val.goal_id, num_goals)
+        ks = k_step_errors(wm, wm_state, val.obs_seq, val.action_seq, s.k_steps)
+        return one, ks
+
+    def control_one(wm_state, keys, goals):
+        return rollout(env, env_params, greedy, wm_state, keys, goals, s.episode_length).returns
+
+    return BucketFns(
+        collect=jax.jit(collect, static_argnames=("use_random",)),
+        train=jitted_train_epoch(wm, s.train_steps, max_traces=2),
+        evaluate=jax.jit(jax.vmap(evaluate_one, in_axes=(0, None))),
+        control=jax.jit(jax.vmap(control_one, in_axes=(0, None, None))),
+    )
+
+
+def make_reference_fn(env: Environment, env_params: Any, s: EpochSettings):
+    """Returns jitted ``(keys[N], goals[N]) -> (optimal[N], baseline[N])`` for evaluation episodes.
+
+    The optimum is exact where the environment has a solver (value iteration) and the return of
+    the MPC planner on the true dynamics otherwise; the baseline is a uniformly random policy.
+    Both use the episodes' own keys, so they start where the agents start.
+    """
+    oracle = make_mpc_policy(env, env_params, true_dynamics(env), s.planner)
+    rand = random_policy(env)
+    exact = env.oracle == "value_iteration"
+
+    def reference(keys, goals):
+        base = rollout(env, env_params, rand, None, jax.random.clone(keys), goals, s.episode_length)
+        if exact:
+            optimal = jax.vmap(env.exact_optimal_return, in_axes=(0, None))(base.initial_state, env_params)
+        else:
+            optimal = rollout(env, env_params, oracle, env_params, jax.random.clone(keys), goals, s.episode_length).returns
+        return optimal, base.returns
+
+    return jax.jit(reference)
+
+
+def init_bucket_states(wm: WorldModel, keys: jax.Array, hidden_dims: jax.Array):
+    """Returns ``[V]`` stacked world-model states, one per (key, hidden_dim)."""
+    return jax.vmap(wm.init)(keys, hidden_dims)
+
+
+def init_bucket_buffers(item: dict, max_size: int, capacities: jax.Array):
+    """Returns ``[V]`` stacked ring buffers allocated at ``max_size`` with per-variant capacities."""
+    return jax.vmap(lambda c: rb.init(item, max_size, c))(capacities)

@@ -1,0 +1,166 @@
+"""Predict with a saved world model from the command line (host shell).
+
+Usage::
+
+    python -m augnes_jax.infer RUN_DIR [--variant NAME|best] [--step N] --obs 0.1,0.2,... --action 0.5,...
+    python -m augnes_jax.infer RUN_DIR --obs-file X.npy|X.csv --action-file Y.npy|Y.csv [--out PATH]
+
+The single form prints ``{"variant", "hidden_dim", "step", "delta": [d], "next_obs": [d]}``; the
+batch form (one sample per row) prints the same with lists of rows, or writes it atomically to
+``--out``. Bad input (wrong sizes, non-numbers, missing files, unknown variant, missing or corrupt
+checkpoint) prints one line naming the argument or file on stderr and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+import numpy as np
+
+
+class InputError(ValueError):
+    """Bad command-line input; the message names the argument or file."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="python -m augnes_jax.infer", description="Predict Δobs with a saved world model."
+    )
+    p.add_argument(
+        "run_dir", metavar="RUN_DIR", help="run directory (or its checkpoints/ directory)"
+    )
+    p.add_argument("--variant", default="best", help="variant name, or 'best' (lowest val MSE)")
+    p.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
+    p.add_argument("--obs", help="one observation: comma-separated numbers")
+    p.add_argument("--action", help="one action: comma-separated numbers")
+    p.add_argument("--obs-file", help="observations, one per row (.npy or .csv)")
+    p.add_argument("--action-file", help="actions, one per row (.npy or .csv)")
+    p.add_argument("--out", help="write the JSON here (atomically) instead of printing it")
+    return p
+
+
+def parse_vector(text: str, arg: str) -> np.ndarray:
+    """Returns the float vector written as comma-separated numbers in `text`."""
+    parts = [t.strip() for t in text.split(",")]
+    if not text.strip() or any(not t for t in parts):
+        raise InputError(f"{arg}: expected comma-separated numbers, got {text!r}")
+    values = []
+    for t in parts:
+        try:
+            values.append(float(t))
+        except ValueError:
+            raise InputError(f"{arg}: {t!r} is not a number") from None
+    out = np.asarray(values, np.float32)
+    if not np.all(np.isfinite(out)):
+        raise InputError(f"{arg}: values must be finite, got {text!r}")
+    return out
+
+
+def read_matrix(path: str, arg: str) -> np.ndarray:
+    """Returns the ``[rows, cols]`` float matrix stored in a .npy or .csv file."""
+    file = Path(path)
+    if not file.is_file():
+        raise InputError(f"{arg}: {path}: no such file")
+    suffix = file.suffix.lower()
+    try:
+        if suffix == ".npy":
+            data = np.load(file, allow_pickle=False)
+        elif suffix == ".csv":
+            data = np.loadtxt(file, delimiter=",", dtype=np.float64, ndmin=2)
+        else:
+            raise InputError(f"{arg}: {path}: expected a .npy or .csv file")
+        data = np.asarray(data, dtype=np.float64)
+    except InputError:
+        raise
+    except (ValueError, OSError, TypeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(f"{arg}: {path}: cannot read numbers ({first})") from None
+    if data.ndim == 1:
+        data = data[None, :]
+    if data.ndim != 2 or data.shape[0] == 0:
+        raise InputError(f"{arg}: {path}: expected a non-empty 2-D array, got shape {data.shape}")
+    if not np.all(np.isfinite(data)):
+        raise InputError(f"{arg}: {path}: values must be finite")
+    return data.astype(np.float32)
+
+
+def _check_width(x: np.ndarray, width: int, arg: str, what: str) -> None:
+    if x.shape[-1] != width:
+        raise InputError(f"{arg}: expected {width} values per sample ({what}), got {x.shape[-1]}")
+
+
+def run(argv: list[str] | None = None) -> dict:
+    """Returns the prediction document for the command-line arguments `argv`.
+
+    Raises:
+      InputError: bad arguments or input files.
+      CheckpointError: missing, partial or corrupt checkpoint, or unknown variant.
+    """
+    args = _parser().parse_args(argv)
+    single = args.obs is not None or args.action is not None
+    batch = args.obs_file is not None or args.action_file is not None
+    if single and batch:
+        raise InputError("--obs/--action and --obs-file/--action-file cannot be mixed")
+    if single:
+        if args.obs is None or args.action is None:
+            raise InputError("--obs and --action must be given together")
+        obs, action = parse_vector(args.obs, "--obs"), parse_vector(args.action, "--action")
+    elif batch:
+        if args.obs_file is None or args.action_file is None:
+            raise InputError("--obs-file and --action-file must be given together")
+        obs = read_matrix(args.obs_file, "--obs-file")
+        action = read_matrix(args.action_file, "--action-file")
+        if obs.shape[0] != action.shape[0]:
+            raise InputError(
+                f"--action-file: {args.action_file}: {action.shape[0]} rows, but --obs-file has {obs.shape[0]}"
+            )
+    else:
+        raise InputError("give --obs and --action, or --obs-file and --action-file")
+
+    from augnes_jax.checkpoint import load_world_model  # keep `--help` and input errors fast
+
+    predictor = load_world_model(args.run_dir, variant=args.variant, step=args.step)
+    _check_width(obs, predictor.obs_dim, "--obs-file" if batch else "--obs", "obs_dim")
+    _check_width(action, predictor.act_dim, "--action-file" if batch else "--action", "act_dim")
+    delta = np.asarray(predictor.predict_delta(obs, action), np.float64)
+    return {
+        "variant": predictor.variant,
+        "hidden_dim": predictor.hidden_dim,
+        "step": predictor.step,
+        "delta": delta.tolist(),
+        "next_obs": (obs.astype(np.float64) + delta).tolist(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the CLI; returns the exit status (0, or 2 on bad input)."""
+    from augnes_jax import files
+    from augnes_jax.checkpoint import CheckpointError
+
+    try:
+        doc = run(argv)
+        out_path = _parser().parse_args(argv).out
+        if out_path:
+            files.write_json_atomic(out_path, doc)
+        else:
+            sys.stdout.write(json.dumps(files.to_jsonable(doc)) + "\n")
+    except (InputError, CheckpointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except files.ArtifactWriteError as e:
+        print(f"error: --out: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""One sweep epoch of V variants three ways: vmapped with masking, vmapped with buckets, sequential.
+
+* masked: every width in one bucket allocated at the largest width (``bucket_ratio`` huge);
+* bucketed: widths grouped into buckets within ``bucket_ratio`` (the sweep's default);
+* sequential: the same variants run one after another, each alone (dense at its own width).
+
+Each is timed on a warm epoch (compilation excluded: an epoch is run once first) with the same
+collection policy, so the ratios compare like with like. Prints one JSON object with the ratios
+and the useful-FLOP fraction of each layout.
+
+    python benchmarks/bench_sweep.py [--config configs/default.yaml] [key=value ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import time
+
+import jax
+
+sys.path.insert(0, os.path.dirname(__file__))
+from common import device_info, emit  # noqa: E402
+
+from augnes_jax.config import load_config  # noqa: E402
+from augnes_jax.sweep import Sweep  # noqa: E402
+
+
+def epoch_time(cfg, *, epochs: int = 2) -> tuple[float, Sweep]:
+    """Returns the best warm epoch time (s) of a sweep built from ``cfg`` (no I/O)."""
+    sweep = Sweep(cfg, "/nonexistent", progress=False)
+    sweep.ledger = {}
+    sweep._build()
+    sweep.run_epoch(cfg.planner.random_collect_epochs)  # compile the planner-collection path
+    best = float("inf")
+    for e in range(epochs):
+        t0 = time.perf_counter()
+        jax.block_until_ready(sweep.run_epoch(cfg.planner.random_collect_epochs + e))
+        best = min(best, time.perf_counter() - t0)
+    return best, sweep
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--config")
+    ap.add_argument("--epochs", type=int, default=1, help="warm epochs timed per layout (best of)")
+    ap.add_argument("overrides", nargs="*")
+    args = ap.parse_args()
+    cfg = load_config(args.config, args.overrides)
+    v = cfg.variants
+    n_variants = len(v.hidden_dims) * len(v.buffer_sizes) * len(v.seeds)
+
+    masked_cfg = dataclasses.replace(cfg, variants=dataclasses.replace(v, bucket_ratio=1_000_000))
+    t_masked, s_masked = epoch_time(masked_cfg, epochs=args.epochs)
+    t_bucket, s_bucket = epoch_time(cfg, epochs=args.epochs)
+
+    t_seq = 0.0
+    for h in v.hidden_dims:
+        for b in v.buffer_sizes:
+            for s in v.seeds:
+                one = dataclasses.replace(cfg, variants=dataclasses.replace(
+                    v, hidden_dims=(h,), buffer_sizes=(b,), seeds=(s,)))
+                t, _ = epoch_time(one, epochs=args.epochs)
+                t_seq += t
+
+    emit({
+        "benchmark": "sweep_epoch",
+        "device": device_info(),
+        "sizes": {"variants": n_variants, "hidden_dims": list(v.hidden_dims), "buffer_sizes": list(v.buffer_sizes),
+                  "seeds": list(v.seeds), "samples_per_epoch": cfg.samples_per_epoch,
+                  "train_steps": cfg.world_model.train_steps_per_epoch,
+                  "control_episodes_per_variant": cfg.planner.episodes_per_goal * s_bucket.goal_ids.shape[0]},
+        "epoch_s": {"vmapped_masked": t_masked, "vmapped_buckets": t_bucket, "sequential": t_seq},
+        "speedup_vs_sequential": {"vmapped_masked": t_seq / t_masked, "vmapped_buckets": t_seq / t_bucket},
+        "buckets": [b.name for b in s_bucket.buckets],
+        "useful_flop_fraction": {"vmapped_masked": s_masked.flop_fraction, "vmapped_buckets": s_bucket.flop_fraction,
+                                 "sequential": 1.0},
+        "variant_epochs_per_s": {"vmapped_buckets": n_variants / t_bucket, "sequential": n_variants / t_seq},
+    })
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,257 @@
+"""Orbax checkpoints: retention, restore without a template, loading in a fresh process, errors."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from augnes_jax import checkpoint as ckpt
+from augnes_jax import world_model as W
+
+OBS, ACT = 4, 2
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _toy_data(n, seed):
+    rng = np.random.default_rng(seed)
+    obs = rng.normal(size=(n, OBS)).astype(np.float32)
+    act = rng.uniform(-1, 1, (n, ACT)).astype(np.float32)
+    nxt = obs + 0.1 * np.tanh(obs[:, ::-1] * act[:, :1] + act[:, 1:]).astype(np.float32)
+    return obs, act, nxt
+
+
+def _meta(variants):
+    return {
+        "config": {"world_model": {"num_layers": 2}},
+        "env": "toy",
+        "obs_dim": OBS,
+        "act_dim": ACT,
+        "num_layers": 2,
+        "variants": variants,
+    }
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """A run directory with two buckets (w16: h8, h16; w4: h3) and a data normalizer, saved."""
+    run_dir = tmp_path_factory.mktemp("run")
+    obs, act, nxt = _toy_data(256, 0)
+    states, variants = {}, []
+    for bucket, width, hidden, vals in (("w16", 16, [8, 16], [0.3, 0.05]), ("w4", 4, [3], [0.2])):
+        wm = W.make_world_model(OBS, ACT, max_width=width, num_layers=2, batch_size=32)
+        n = len(hidden)
+        s = jax.jit(jax.vmap(wm.init))(
+            jax.random.split(jax.random.key(width), n), jnp.array(hidden)
+        )
+        norm = W.compute_normalizer(obs, act, nxt)
+        s = s.replace(normalizer=jax.tree.map(lambda x, n=n: jnp.stack([x] * n), norm))
+        states[bucket] = s
+        for i, (h, v) in enumerate(zip(hidden, vals, strict=True)):
+            variants.append(
+                {
+                    "name": f"h{h}-b256-s0",
+                    "hidden_dim": h,
+                    "buffer_size": 256,
+                    "seed": 0,
+                    "bucket": bucket,
+                    "index": i,
+                    "max_width": width,
+                    "mask": [1] * h + [0] * (width - h),
+                    "val_mse": v,
+                }
+            )
+    with ckpt.SweepCheckpointer(run_dir / "checkpoints") as saver:
+        saver.save(
+            3,
+            arrays=ckpt.world_model_arrays(states),
+            meta=_meta(variants),
+            metrics={"val_mse": 0.05},
+        )
+    models = {
+        "w16": W.make_world_model(OBS, ACT, max_width=16, num_layers=2),
+        "w4": W.make_world_model(OBS, ACT, max_width=4, num_layers=2),
+    }
+    return run_dir, states, variants, models
+
+
+def _expected(trained_run, name, obs, act):
+    _, states, variants, models = trained_run
+    v = next(v for v in variants if v["name"] == name)
+    state = jax.tree.map(lambda x: x[v["index"]], states[v["bucket"]])
+    return np.asarray(models[v["bucket"]].predict_delta(state, obs, act))
+
+
+def test_load_in_a_fresh_process_matches_the_in_memory_model(trained_run, tmp_path):
+    run_dir = trained_run[0]
+    obs, act, _ = _toy_data(7, 9)
+    np.save(tmp_path / "obs.npy", obs)
+    np.save(tmp_path / "act.npy", act)
+    script = textwrap.dedent(
+        f"""
+        import json, sys, numpy as np
+        from augnes_jax.checkpoint import load_world_model
+        obs, act = np.load({str(tmp_path / "obs.npy")!r}), np.load({str(tmp_path / "act.npy")!r})
+        out = {{}}
+        for name in ("best", "h3-b256-s0", "h8-b256-s0"):
+            p = load_world_model({str(run_dir)!r}, variant=name)
+            out[name] = {{"variant": p.variant, "hidden_dim": p.hidden_dim,
+                         "delta": np.asarray(p.predict_delta(obs, act)).tolist(),
+                         "one": np.asarray(p.predict_next(obs[0], act[0])).tolist(),
+                         "kernel": list(p.params["params"]["hidden_1"]["kernel"].shape),
+                         "device": str(p.params["params"]["out"]["bias"].devices())}}
+        print(json.dumps(out))
+        """
+    )
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["best"]["variant"] == "h16-b256-s0"  # lowest val_mse in the meta
+    assert out["h3-b256-s0"]["kernel"] == [3, 3]  # sliced down to a dense width-3 network
+    assert "cpu" in out["best"]["device"].lower()
+    for name, key in (
+        ("best", "h16-b256-s0"),
+        ("h3-b256-s0", "h3-b256-s0"),
+        ("h8-b256-s0", "h8-b256-s0"),
+    ):
+        want = _expected(trained_run, key, obs, act)
+        np.testing.assert_allclose(out[name]["delta"], want, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(out[name]["one"], obs[0] + want[0], rtol=1e-5, atol=1e-6)
+
+
+def test_restore_without_a_template_gives_numpy_values(trained_run):
+    run_dir, states, _, _ = trained_run
+    saver = ckpt.SweepCheckpointer(run_dir / "checkpoints")
+    try:
+        assert saver.all_steps() == [3] and saver.latest_step() == 3
+        arrays, meta = saver.restore()
+        assert meta["obs_dim"] == OBS and len(meta["variants"]) == 3
+        got = arrays["params"]["w16"]["params"]["hidden_1"]["kernel"]
+        assert isinstance(got, np.ndarray)
+        np.testing.assert_array_equal(got, states["w16"].params["params"]["hidden_1"]["kernel"])
+        np.testing.assert_array_equal(
+            arrays["normalizer"]["w4"]["delta_std"], states["w4"].normalizer.delta_std
+        )
+        # With a template the optax state comes back with its own structure.
+        like = {"opt_state": {b: s.opt_state for b, s in states.items()}}
+        typed, _ = saver.restore(3, items=("opt_state",), like=like)
+        assert jax.tree.structure(typed["opt_state"]) == jax.tree.structure(like["opt_state"])
+        for a, b in zip(
+            jax.tree.leaves(typed["opt_state"]), jax.tree.leaves(like["opt_state"]), strict=True
+        ):
+            np.testing.assert_array_equal(a, b)
+    finally:
+        saver.close()
+
+
+def _save_steps(saver, vals, start=0):
+    tiny = {"params": {"w2": {"x": np.arange(3.0)}}, "opt_state": {}}  # empty items are skipped
+    for i, v in enumerate(vals):
+        saver.save(start + i, arrays=tiny, meta=_meta([]), metrics={"val_mse": v})
+    saver.wait()
+
+
+def test_retention_keeps_latest_and_best_across_restarts(tmp_path):
+    with ckpt.SweepCheckpointer(tmp_path / "c", keep_last=2) as saver:
+        _save_steps(saver, [0.5, 0.1, 0.3, 0.4, float("nan")])
+        assert saver.all_steps() == [1, 3, 4]  # latest two + the best (a NaN never wins)
+    with ckpt.SweepCheckpointer(tmp_path / "c", keep_last=2) as saver:  # metrics were persisted
+        _save_steps(saver, [0.2, 0.6], start=5)
+        assert saver.all_steps() == [1, 5, 6]
+        assert saver.best_step() == 1
+    with ckpt.SweepCheckpointer(tmp_path / "d", keep_last=1, keep_best=False) as saver:
+        _save_steps(saver, [0.1, 0.3, 0.4])
+        assert saver.all_steps() == [2]
+
+
+def test_save_rejects_reserved_names(tmp_path):
+    with (
+        ckpt.SweepCheckpointer(tmp_path / "c") as saver,
+        pytest.raises(ValueError, match="reserved"),
+    ):
+        saver.save(0, arrays={"meta": {"x": np.zeros(1)}}, meta={})
+
+
+def _copy_run(trained_run, tmp_path):
+    dst = tmp_path / "run"
+    shutil.copytree(trained_run[0], dst)
+    return dst
+
+
+def _assert_one_line_error(run_dir, match, exc=ckpt.CheckpointError, **kwargs):
+    with pytest.raises(exc) as info:
+        ckpt.load_world_model(run_dir, **kwargs)
+    text = str(info.value)
+    assert "\n" not in text
+    assert match in text, text
+    return text
+
+
+def test_missing_partial_and_corrupt_checkpoints(trained_run, tmp_path):
+    _assert_one_line_error(tmp_path / "nope", "no such run directory")
+    (tmp_path / "empty" / "checkpoints").mkdir(parents=True)
+    _assert_one_line_error(tmp_path / "empty", "no committed checkpoint")
+
+    run = _copy_run(trained_run, tmp_path)
+    _assert_one_line_error(run, "no checkpoint at step 7", step=7)
+    text = _assert_one_line_error(
+        run, "unknown variant 'h99'", exc=ckpt.UnknownVariantError, variant="h99"
+    )
+    assert "h8-b256-s0" in text
+
+    shutil.rmtree(run / "checkpoints" / "3" / "params")
+    text = _assert_one_line_error(run, "'params' is missing")
+    assert str(run / "checkpoints" / "3" / "params") in text
+
+    run = _copy_run(trained_run, tmp_path / "b")
+    (run / "checkpoints" / "3" / "meta" / "metadata").write_text("{not json")
+    _assert_one_line_error(run, str(run / "checkpoints" / "3" / "meta"))
+
+    run = _copy_run(trained_run, tmp_path / "c")
+    for root, _, names in os.walk(run / "checkpoints" / "3" / "normalizer"):
+        for name in names:
+            Path(root, name).write_bytes(b"\x00garbage\x00" * 3)
+    _assert_one_line_error(run, str(run / "checkpoints" / "3" / "normalizer"))
+
+    run = _copy_run(trained_run, tmp_path / "d")
+    (run / "checkpoints" / "3" / "_CHECKPOINT_METADATA").unlink()
+    _assert_one_line_error(run, "partial checkpoint")
+
+
+def test_single_variant_layout_loads_without_val_mse(tmp_path):
+    wm = W.make_world_model(OBS, ACT, max_width=6, num_layers=1)
+    state = jax.tree.map(lambda x: x[None], wm.init(jax.random.key(0), 6))
+    variant = {
+        "name": "h6-b100-s0",
+        "hidden_dim": 6,
+        "buffer_size": 100,
+        "seed": 0,
+        "bucket": "w6",
+        "index": 0,
+        "max_width": 6,
+        "mask": [1] * 6,
+        "val_mse": None,
+    }
+    meta = {**_meta([variant]), "num_layers": 1}
+    with ckpt.SweepCheckpointer(tmp_path / "checkpoints") as saver:
+        saver.save(0, arrays=ckpt.world_model_arrays({"w6": state}), meta=meta)
+    p = ckpt.load_world_model(tmp_path)
+    assert (p.variant, p.hidden_dim, p.step) == ("h6-b100-s0", 6, 0)
+    obs, act, _ = _toy_data(3, 1)
+    want = wm.predict_delta(jax.tree.map(lambda x: x[0], state), obs, act)
+    np.testing.assert_allclose(p.predict_delta(obs, act), want, rtol=1e-6, atol=1e-7)
