@@ -79,6 +79,8 @@ class PlannerConfig:
     num_elites: int = 8
     iterations: int = 3
     exploration_noise: float = 0.3  # std of Gaussian noise added to collection actions
+    collect_num_samples: int = 32  # collection plans more cheaply than control episodes
+    collect_iterations: int = 1
     episodes_per_goal: int = 4  # control episodes per goal per epoch (E)
     random_collect_epochs: int = 1  # epochs that collect with a random policy
 
@@ -130,7 +132,7 @@ class Config:
     runs_dir: str = "runs"
     seed: int = 0  # environment / evaluation seed shared by every variant (common random numbers)
     epochs: int = 4
-    samples_per_epoch: int = 6000  # transitions collected per variant per epoch
+    samples_per_epoch: int = 5000  # transitions collected per variant per epoch
     devices: str = "auto"  # auto | N (number of devices to shard the variant axis over)
     distributed: bool = False
     env: EnvConfig = field(default_factory=EnvConfig)
@@ -334,6 +336,8 @@ def validate(cfg: Config) -> Config:
         raise ConfigError("planner.num_elites", f"{p.num_elites} exceeds planner.num_samples {p.num_samples}")
     _positive("planner.iterations", p.iterations)
     _non_negative("planner.exploration_noise", p.exploration_noise)
+    _positive("planner.collect_num_samples", p.collect_num_samples)
+    _positive("planner.collect_iterations", p.collect_iterations)
     _positive("planner.episodes_per_goal", p.episodes_per_goal)
     _non_negative("planner.random_collect_epochs", p.random_collect_epochs)
 

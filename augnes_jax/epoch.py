@@ -41,6 +41,7 @@ class EpochSettings:
     samples_per_epoch: int
     train_steps: int
     planner: PlannerSettings
+    collect_planner: PlannerSettings
     exploration_noise: float
     k_steps: tuple[int, ...]
 
@@ -127,7 +128,7 @@ def make_bucket_fns(
 ) -> BucketFns:
     """Returns the jitted epoch functions of one bucket; every argument is vmapped over ``[V]``."""
     dynamics = model_dynamics(env, wm)
-    explore = make_mpc_policy(env, env_params, dynamics, s.planner, s.exploration_noise)
+    explore = make_mpc_policy(env, env_params, dynamics, s.collect_planner, s.exploration_noise)
     greedy = make_mpc_policy(env, env_params, dynamics, s.planner)
     rand = random_policy(env)
     goal_table = jnp.asarray(goal_ids, jnp.int32)

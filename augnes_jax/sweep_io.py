@@ -5,6 +5,11 @@ resolved ``config.yaml`` (written first), ``judgments.jsonl`` (append-only), the
 and capacity TensorBoard runs, ``strategy_stats.json`` and ``world_model_stats.json`` (atomic),
 orbax checkpoints, the MetaJudgmentController's ``decision.json`` and alerts, the progress bar
 and the final summary table. It also restores all of that on ``--resume``.
+
+Multi-process runs: every process keeps the same host state (ledger, statistics, variants), but
+only process 0 (``SweepWriter.primary``) writes files: config, TensorBoard, JSON,
+``judgments.jsonl``, decision and alerts. Every process takes part in the orbax saves, which
+orbax coordinates. The controller's decision is broadcast from process 0.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from augnes_jax.config import to_dict, to_yaml
 from augnes_jax.judgments import JudgmentWriter, make_judgments, read_judgments
 from augnes_jax.stats import build_strategy_stats, write_strategy_stats
 from augnes_jax.summaries import RunWriter, regret_layout, write_regret_summaries
+from augnes_jax.sweep import host_copy
 from augnes_jax.variants import Variant, variant_name, variant_num_params
 from augnes_jax.world_model_stats import WorldModelStats
 
@@ -62,6 +68,8 @@ class SweepWriter:
         self.checkpointer: SweepCheckpointer | None = None
         self.wm_stats = WorldModelStats(epsilon=self.cfg.world_model.epsilon)
         self._judgment_writer: JudgmentWriter | None = None
+        # multi-process: process 0 alone writes files (see the module docstring)
+        self.primary = jax.process_index() == 0
 
     # ------------------------------------------------------------------ start / resume
     def prepare(self, *, resume: bool, allow_changed: tuple[str, ...]) -> int:
@@ -78,11 +86,13 @@ class SweepWriter:
             self._truncate_to(start)
             self._purge_step = start
         else:
-            files.write_text_atomic(self.run_dir / "config.yaml", to_yaml(self.cfg))
+            if self.primary:
+                files.write_text_atomic(self.run_dir / "config.yaml", to_yaml(self.cfg))
             if self.cfg.checkpoint.enabled:
                 self.checkpointer = SweepCheckpointer(ckpt_dir, keep_last=self.cfg.checkpoint.keep_last,
                                                       keep_best=self.cfg.checkpoint.keep_best)
-        self._judgment_writer = JudgmentWriter(self.judgments_path)
+        if self.primary:
+            self._judgment_writer = JudgmentWriter(self.judgments_path)
         self._open_writers()
         return start
 
@@ -103,9 +113,10 @@ class SweepWriter:
                     continue  # a torn line from the crash
                 if int(rec.get("epoch", 0)) < start:
                     lines.append(raw.decode("utf-8"))
-            files.write_text_atomic(self.judgments_path, "".join(x + "\n" for x in lines))
+            if self.primary:
+                files.write_text_atomic(self.judgments_path, "".join(x + "\n" for x in lines))
             if lines:
-                self._rebuild_ledger()
+                self._rebuild_ledger(start)
         if self.wm_stats_path.exists():
             self.wm_stats = WorldModelStats.from_file(self.wm_stats_path)
             self.wm_stats.truncate(start)
@@ -116,11 +127,12 @@ class SweepWriter:
             self.collection = {k: v[:start] for k, v in state.get("collection", {}).items()}
             self.sweep.growth = [g for g in state.get("growth", []) if g["epoch"] < start]
 
-    def _rebuild_ledger(self) -> None:
+    def _rebuild_ledger(self, start: int) -> None:
+        # filtered again: another process may read the file before process 0 has truncated it
         j = read_judgments(self.judgments_path)
         g = self.sweep.num_goals
         for name in sorted(set(j.variant)):
-            sel = np.asarray([v == name for v in j.variant])
+            sel = np.asarray([v == name for v in j.variant]) & (np.asarray(j.epoch) < start)
             goals = j.goal_id[sel].astype(np.int64)
             self.ledger[name] = (np.bincount(goals, minlength=g).astype(np.float64),
                                  np.bincount(goals, weights=j.regret[sel], minlength=g))
@@ -133,11 +145,14 @@ class SweepWriter:
             tree = (r.states, r.buffers)
             leaves, treedef = jax.tree.flatten(tree)
             item = saved[r.bucket.name]
-            restored = [jnp.asarray(item[f"leaf_{i:04d}"], dtype=leaf.dtype) for i, leaf in enumerate(leaves)]
+            # rows past the bucket's variants are padding: re-pad for this run's device count
+            n = len(r.bucket.variants)
+            restored = [jnp.asarray(r.pad(np.asarray(item[f"leaf_{i:04d}"])[:n]), dtype=leaf.dtype)
+                        for i, leaf in enumerate(leaves)]
             for a, b in zip(restored, leaves, strict=True):
                 if a.shape != b.shape:
                     raise RuntimeError(f"checkpoint {step} does not match this config (bucket {r.bucket.name})")
-            r.states, r.buffers = jax.tree.unflatten(treedef, restored)
+            r.states, r.buffers = self.sweep._shard(jax.tree.unflatten(treedef, restored))
         if meta.get("variants"):
             by_name = {v["name"]: v for v in meta["variants"]}
             self._apply_saved_variants(by_name)
@@ -159,7 +174,7 @@ class SweepWriter:
 
         r = self.sweep.runs[b_index]
         r.bucket = dataclasses.replace(r.bucket, variants=tuple(new))
-        r.hidden_dims = np.asarray([v.hidden_dim for v in new], np.int32)
+        r.hidden_dims = r.pad(np.asarray([v.hidden_dim for v in new], np.int32))
         self.sweep.buckets[b_index] = r.bucket
         self.sweep.variants = [v for rr in self.sweep.runs for v in rr.bucket.variants]
         self._open_writers()
@@ -168,18 +183,18 @@ class SweepWriter:
     def _open_writers(self) -> None:
         num_goals = len(self.sweep.goal_ids)
         for v in self.sweep.variants:
-            if v.name in self.writers:
+            self._params = getattr(self, "_params", {})
+            self._params[v.name] = variant_num_params(v, self.sweep.obs_dim, self.sweep.act_dim,
+                                                      self.cfg.world_model.num_layers)
+            if v.name in self.writers or not self.primary:
                 continue
             w = RunWriter(self.tb_root / v.name, purge_step=self._purge_step)
-            params = variant_num_params(v, self.sweep.obs_dim, self.sweep.act_dim, self.cfg.world_model.num_layers)
             w.hparams({"hidden_dim": v.hidden_dim, "buffer_size": v.buffer_size, "seed": v.seed},
                       {"regret/avg": 0.0, "advantage/avg": 0.0, "world_model/val_mse": 0.0})
             layout = regret_layout(num_goals)
             w.custom_scalars(layout)
             self.writers[v.name] = w
-            self._params = getattr(self, "_params", {})
-            self._params[v.name] = params
-        if "capacity" not in self.writers:
+        if "capacity" not in self.writers and self.primary:
             w = RunWriter(self.tb_root / "capacity")
             bs = sorted(set(self.cfg.variants.buffer_sizes))
             w.custom_scalars({
@@ -233,23 +248,26 @@ class SweepWriter:
                     goal_id=goals, reward=returns, optimal=optimal, baseline=baseline, episode=episode,
                     run=self.run_dir.name, variant=v.name, hidden_dim=v.hidden_dim, buffer_size=v.buffer_size,
                     seed=v.seed, epoch=epoch, strategy="mpc_world_model", oracle=sweep.env.oracle))
-        self._judgment_writer.append(records)
+        if self.primary:
+            self._judgment_writer.append(records)
 
-        # TensorBoard, per variant
+        # TensorBoard, per variant (process 0 has the writers; every process updates the ledger)
         for name, pv in per_variant.items():
-            w = self.writers[name]
-            v = pv["variant"]
-            w.scalars(epoch, {"capacity/num_params": float(self._params[name]),
-                              "world_model/diverged": float(pv["diverged"])})
-            w.scalars(epoch, {f"collection/goal_{g}/share": float(s) for g, s in zip(sweep.goal_ids, pv["share"], strict=True)})
-            self.wm_stats.write_tb(w.writer, name, epoch, pv["metrics"])
+            w = self.writers.get(name)
+            if w is not None:
+                w.scalars(epoch, {"capacity/num_params": float(self._params[name]),
+                                  "world_model/diverged": float(pv["diverged"])})
+                w.scalars(epoch, {f"collection/goal_{g}/share": float(s)
+                                  for g, s in zip(sweep.goal_ids, pv["share"], strict=True)})
+                self.wm_stats.write_tb(w.writer, name, epoch, pv["metrics"])
             if pv["diverged"]:
                 continue
             reg = optimal - pv["returns"]
             adv = pv["returns"] - baseline
-            agg = regret.aggregate(jnp.asarray(reg, jnp.float32), jnp.asarray(goals, jnp.int32), sweep.num_goals)
-            adv_agg = regret.aggregate(jnp.asarray(adv, jnp.float32), jnp.asarray(goals, jnp.int32), sweep.num_goals)
-            write_regret_summaries(w, epoch, agg, adv_agg, per_episode_regret=reg, goal_ids=goals)
+            if w is not None:
+                agg = regret.aggregate(jnp.asarray(reg, jnp.float32), jnp.asarray(goals, jnp.int32), sweep.num_goals)
+                adv_agg = regret.aggregate(jnp.asarray(adv, jnp.float32), jnp.asarray(goals, jnp.int32), sweep.num_goals)
+                write_regret_summaries(w, epoch, agg, adv_agg, per_episode_regret=reg, goal_ids=goals)
             counts_l, sums_l = self.ledger.get(name, (np.zeros(sweep.num_goals), np.zeros(sweep.num_goals)))
             self.ledger[name] = (counts_l + np.bincount(goals, minlength=sweep.num_goals),
                                  sums_l + np.bincount(goals, weights=reg, minlength=sweep.num_goals))
@@ -261,8 +279,8 @@ class SweepWriter:
         for pv in per_variant.values():
             if not pv["diverged"]:
                 groups.setdefault((pv["variant"].hidden_dim, pv["variant"].buffer_size), []).append(pv)
-        cap = self.writers["capacity"]
-        for (h, b), items in sorted(groups.items()):
+        cap = self.writers.get("capacity")
+        for (h, b), items in sorted(groups.items()) if cap is not None else ():
             cap.scalars(h, {
                 f"capacity/avg_regret/b{b}": float(np.mean([p["avg_regret"] for p in items])),
                 f"capacity/avg_advantage/b{b}": float(np.mean([p["avg_advantage"] for p in items])),
@@ -272,13 +290,14 @@ class SweepWriter:
             w.flush()
 
         # JSON artifacts
-        self._write_stats()
-        self.wm_stats.write(self.wm_stats_path)
-        files.write_json_atomic(self.run_dir / "sweep_state.json", {
-            "schema": 1, "epoch": epoch, "diverged": {d: epoch for d in sorted(sweep.diverged)},
-            "collection": self.collection, "growth": sweep.growth,
-            "useful_flop_fraction": sweep.flop_fraction,
-        })
+        if self.primary:
+            self._write_stats()
+            self.wm_stats.write(self.wm_stats_path)
+            files.write_json_atomic(self.run_dir / "sweep_state.json", {
+                "schema": 1, "epoch": epoch, "diverged": {d: epoch for d in sorted(sweep.diverged)},
+                "collection": self.collection, "growth": sweep.growth,
+                "useful_flop_fraction": sweep.flop_fraction,
+            })
         t_io = time.perf_counter() - t0
 
         # Checkpoint, then the controller (which reads what was just written)
@@ -314,7 +333,7 @@ class SweepWriter:
             arrays["normalizer"][name] = r.states.normalizer
             leaves = jax.tree.leaves((r.states, r.buffers))
             arrays["resume"][name] = {f"leaf_{i:04d}": leaf for i, leaf in enumerate(leaves)}
-            masks = np.asarray(r.states.mask)
+            masks = host_copy(r.states.mask)
             for i, v in enumerate(r.bucket.variants):
                 pv = per_variant.get(v.name, {})
                 val = pv.get("metrics", {}).get("val_mse")
@@ -332,6 +351,16 @@ class SweepWriter:
                                metrics={"val_mse": min(vals)} if vals else None)
 
     def _consult_controller(self, epoch: int) -> None:
+        expand = self._controller_decides_expand(epoch) if self.primary else False
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            # every process must grow the same variants at the same epoch
+            expand = bool(multihost_utils.broadcast_one_to_all(np.int32(expand)))
+        if expand:
+            self._grow(epoch)
+
+    def _controller_decides_expand(self, epoch: int) -> bool:
         from augnes_jax.meta import MetaJudgmentController
 
         try:
@@ -342,9 +371,8 @@ class SweepWriter:
             self.last_decision = decision
         except Exception as e:  # noqa: BLE001 - the controller must never stop the sweep
             log.warning("MetaJudgmentController failed at epoch %d: %s", epoch, e)
-            return
-        if self.cfg.variants.capacity_mode == "auto" and decision.decision == "expand":
-            self._grow(epoch)
+            return False
+        return self.cfg.variants.capacity_mode == "auto" and decision.decision == "expand"
 
     def _grow(self, epoch: int) -> None:
         """Doubles every variant's width (up to the bucket's max) without changing its function."""
@@ -353,9 +381,9 @@ class SweepWriter:
             new_dims = np.minimum(r.hidden_dims * 2, r.bucket.max_width).astype(np.int32)
             if np.array_equal(new_dims, r.hidden_dims):
                 continue
-            r.states = jax.vmap(r.wm.grow)(r.states, jnp.asarray(new_dims))
+            r.states = sweep._shard(jax.vmap(r.wm.grow)(r.states, jnp.asarray(new_dims)))
             new = []
-            for v, h in zip(r.bucket.variants, new_dims, strict=True):
+            for v, h in zip(r.bucket.variants, new_dims[:len(r.bucket.variants)], strict=True):
                 nv = Variant(variant_name(int(h), v.buffer_size, v.seed), int(h), v.buffer_size, v.seed, v.bucket,
                              v.index, v.max_width)
                 sweep.growth.append({"epoch": epoch, "from": v.name, "to": nv.name,
@@ -365,8 +393,9 @@ class SweepWriter:
                 new.append(nv)
             self._replace_bucket_variants(b_index, new)
             log.info("capacity grown at epoch %d: %s", epoch, ", ".join(f"{g['from']} -> {g['to']}" for g in sweep.growth[-len(new):]))
-        files.write_json_atomic(self.run_dir / "sweep_state.json", {
-            **files.read_json(self.run_dir / "sweep_state.json"), "growth": sweep.growth})
+        if self.primary:
+            files.write_json_atomic(self.run_dir / "sweep_state.json", {
+                **files.read_json(self.run_dir / "sweep_state.json"), "growth": sweep.growth})
 
     def _latest_val_mse(self, name: str) -> float | None:
         entry = self.wm_stats.latest(name)
@@ -444,11 +473,11 @@ def _print_summary(summary: dict[str, Any], tb_root: Path) -> None:
 
     console = Console()
     table = Table(title="capacity sweep")
-    for col in ("variant", "params", "val MSE", "avg regret [95% CI]", "advantage", "status"):
+    for col in ("variant", "params", "val MSE", "avg regret ± 95% CI", "advantage", "status"):
         table.add_column(col, justify="right" if col not in ("variant", "status") else "left")
     for r in summary["rows"]:
         ci = r["avg_regret_ci95"]
-        ci_s = f" [{_fmt(ci[0], '.3g')}, {_fmt(ci[1], '.3g')}]" if ci else ""
+        ci_s = f" ± {(ci[1] - ci[0]) / 2:.3f}" if ci and None not in ci else ""
         table.add_row(r["variant"], _fmt(r["params"], "d"), _fmt(r["val_mse"], ".3e"),
                       f"{_fmt(r['avg_regret'], '.3f')}{ci_s}", _fmt(r["avg_advantage"], ".3f"),
                       "[red]diverged[/]" if r["diverged"] else "ok")
