@@ -12,7 +12,13 @@ from augnes_jax.checkpoint import CheckpointError, SweepCheckpointer, load_world
 from augnes_jax.config import Config, ConfigError, load_config
 from augnes_jax.envs import Environment, make
 from augnes_jax.executor import Executor
-from augnes_jax.judgments import JudgmentError, Judgments, JudgmentWriter, make_judgments, read_judgments
+from augnes_jax.judgments import (
+    JudgmentError,
+    Judgments,
+    JudgmentWriter,
+    make_judgments,
+    read_judgments,
+)
 from augnes_jax.planner import PlannerSettings, make_mpc_policy, plan, true_dynamics
 from augnes_jax.regret import GoalAggregate
 from augnes_jax.rollout import RolloutResult, Transitions, random_policy, rollout

@@ -5,7 +5,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from augnes_jax.envs import make, value_iteration
-from augnes_jax.planner import PlannerSettings, make_mpc_policy, plan, sequence_returns, true_dynamics
+from augnes_jax.planner import (
+    PlannerSettings,
+    make_mpc_policy,
+    plan,
+    sequence_returns,
+    true_dynamics,
+)
 from augnes_jax.rollout import rollout_jit
 
 
