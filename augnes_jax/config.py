@@ -173,8 +173,8 @@ def _load_yaml(path: Path) -> dict[str, Any]:
 
 def _omegaconf_error(e: OmegaConfBaseException) -> ConfigError:
     key = getattr(e, "full_key", None) or ""
-    msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-    msg = msg.replace("$VALUE_TYPE", "value").replace("$VALUE", "value")
+    msg = _first_line(e)
+    msg = msg.replace("Value '$VALUE' of type '$VALUE_TYPE'", "an element").replace("$VALUE_TYPE", "value").replace("$VALUE", "value")
     if "not in" in msg or type(e).__name__ == "ConfigKeyError":
         return ConfigError(key, f"unknown key ({msg})")
     return ConfigError(key, f"wrong type ({msg})")
@@ -182,9 +182,36 @@ def _omegaconf_error(e: OmegaConfBaseException) -> ConfigError:
 
 def _parse_overrides(overrides: list[str]) -> list[str]:
     for item in overrides:
+        if "\n" in item or "\r" in item:
+            raise ConfigError(item.splitlines()[0] if item.strip() else "override", "override must be one line")
         if "=" not in item or item.startswith("="):
             raise ConfigError(item, "override must look like key=value")
     return list(overrides)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return (text.splitlines()[0] if text else type(e).__name__)[:300]
+
+
+def _merge(data: dict[str, Any], overrides: list[str]):
+    """Returns the validated-by-type config object; raises ConfigError naming the bad key."""
+    try:
+        merged = OmegaConf.merge(_schema(), OmegaConf.create(data), OmegaConf.from_dotlist(overrides))
+        return OmegaConf.to_object(merged)
+    except OmegaConfBaseException as e:
+        err = _omegaconf_error(e)
+    except Exception as e:  # noqa: BLE001 - OmegaConf's grammar and YAML parsers raise others too
+        err = ConfigError("", f"cannot parse ({_first_line(e)})")
+    if not err.key:
+        # OmegaConf did not say which key: find the override (or the file) that fails on its own
+        for item in overrides:
+            try:
+                OmegaConf.to_object(OmegaConf.merge(_schema(), OmegaConf.from_dotlist([item])))
+            except Exception:  # noqa: BLE001
+                raise ConfigError(item.split("=", 1)[0], err.problem) from None
+        raise ConfigError("--config", err.problem) from None
+    raise err
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
@@ -195,23 +222,14 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     """
     yaml_path = Path(path) if path is not None else DEFAULT_CONFIG
     data = _load_yaml(yaml_path) if (path is not None or yaml_path.exists()) else {}
-    try:
-        merged = OmegaConf.merge(
-            _schema(), OmegaConf.create(data), OmegaConf.from_dotlist(_parse_overrides(list(overrides)))
-        )
-        cfg = OmegaConf.to_object(merged)
-    except OmegaConfBaseException as e:
-        raise _omegaconf_error(e) from None
+    cfg = _merge(data, _parse_overrides(list(overrides)))
     validate(cfg)
     return cfg
 
 
 def config_from_dict(data: dict[str, Any]) -> Config:
     """Returns the validated :class:`Config` built from a plain dict (e.g. a saved config.yaml)."""
-    try:
-        cfg = OmegaConf.to_object(OmegaConf.merge(_schema(), OmegaConf.create(data)))
-    except OmegaConfBaseException as e:
-        raise _omegaconf_error(e) from None
+    cfg = _merge(data, [])
     validate(cfg)
     return cfg
 
@@ -270,6 +288,9 @@ def _choice(key: str, value: str, options: tuple[str, ...]) -> None:
 def _unique_positive_list(key: str, values, *, allow_zero: bool = False) -> None:
     if len(values) == 0:
         raise ConfigError(key, "must not be empty")
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ConfigError(key, f"every entry must be an integer, got {v!r}")
     for v in values:
         if (v < 0) if allow_zero else (v <= 0):
             raise ConfigError(key, f"every entry must be {'>= 0' if allow_zero else '> 0'}, got {v!r}")

@@ -81,7 +81,7 @@ def read_matrix(path: str, arg: str) -> np.ndarray:
         data = np.asarray(data, dtype=np.float64)
     except InputError:
         raise
-    except (ValueError, OSError, TypeError) as e:
+    except (ValueError, OSError, TypeError, EOFError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise InputError(f"{arg}: {path}: cannot read numbers ({first})") from None
     if data.ndim == 1:

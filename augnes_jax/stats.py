@@ -352,7 +352,9 @@ def _write_tensorboard(judgments: Judgments, stats: dict, tb_dir: Path) -> list[
     ends = np.searchsorted(cell, np.arange(len(exps) * T), side="right")
     written = []
     for e, name in enumerate(exps):
-        run_dir = tb_dir / name.replace(os.sep, "_")
+        safe = name.replace(os.sep, "_").replace("/", "_")
+        # names come from the log: ".", ".." (or nothing) would write beside or above tb_dir
+        run_dir = tb_dir / (safe if safe.strip(".") else safe.replace(".", "_") or "_")
         info = stats["experiments"][e]
         with summaries.RunWriter(run_dir) as w:
             w.custom_scalars(summaries.regret_layout(G))

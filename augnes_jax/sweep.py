@@ -8,12 +8,25 @@ TensorBoard runs, an orbax checkpoint and the MetaJudgmentController's decision.
 Usage::
 
     python -m augnes_jax.sweep [--config PATH] [--run-dir DIR] [--resume] [key=value ...]
+
+``--resume --run-dir DIR`` continues a killed sweep from its latest complete checkpoint: work
+after it is dropped and redone, so the result equals an uninterrupted run's. The run's own
+``config.yaml`` is the base; a key that an override or ``--config`` changes is refused unless it
+is named with ``--allow-change KEY``.
+
+Scaling out: every bucket's variant axis is split over a ``Mesh`` axis ``variant``
+(``devices: auto | N``), padded up to a multiple of the device count; padded rows never reach an
+output. With ``distributed: true`` or ``JAX_COORDINATOR_ADDRESS`` set, every host runs the same
+command after ``jax.distributed.initialize()``; process 0 alone writes the run directory's files
+and every process takes part in the orbax saves.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import functools
 import logging
 import math
 import os
@@ -27,9 +40,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from augnes_jax import envs as envs_lib
-from augnes_jax import files
-from augnes_jax.config import Config, ConfigError, config_from_dict, diff, load_config
+from augnes_jax.config import Config, ConfigError, diff, load_config
 from augnes_jax.epoch import (
+    BucketFns,
     EpochSettings,
     buffer_item,
     init_bucket_buffers,
@@ -126,12 +139,15 @@ def available_memory_bytes() -> int | None:
         return None
 
 
-def estimate_bytes(cfg: Config, buckets: list[Bucket], obs_dim: int, act_dim: int) -> int:
-    """Returns an estimate of the device bytes the variants need (buffers, params, optimizer)."""
+def estimate_bytes(cfg: Config, buckets: list[Bucket], obs_dim: int, act_dim: int, num_devices: int = 1) -> int:
+    """Returns an estimate of the device bytes the variants need (buffers, params, optimizer).
+
+    With ``num_devices`` > 1 every bucket's variant axis counts padded up to a multiple of it.
+    """
     item = 4 * (2 * obs_dim + act_dim + 1)
     total = 0
     for b in buckets:
-        v = len(b.variants)
+        v = -(-len(b.variants) // num_devices) * num_devices
         n_params = variant_num_params(
             Variant("", b.max_width, 0, 0, b.name, 0, b.max_width), obs_dim, act_dim, cfg.world_model.num_layers)
         total += v * b.max_buffer_size * item  # ring buffers
@@ -143,9 +159,15 @@ def estimate_bytes(cfg: Config, buckets: list[Bucket], obs_dim: int, act_dim: in
     return total
 
 
-def check_memory(cfg: Config, buckets: list[Bucket], obs_dim: int, act_dim: int) -> None:
-    """Raises :class:`SweepError` when the variants will not fit in the available memory."""
-    need = estimate_bytes(cfg, buckets, obs_dim, act_dim)
+def check_memory(cfg: Config, buckets: list[Bucket], obs_dim: int, act_dim: int, num_devices: int = 1) -> None:
+    """Raises :class:`SweepError` when the variants will not fit in the available memory.
+
+    An accelerator holds ``1/num_devices`` of every variant axis; CPU devices of one process
+    share the host's memory, so there only the processes divide the total.
+    """
+    need = estimate_bytes(cfg, buckets, obs_dim, act_dim, num_devices)
+    share = num_devices if jax.devices()[0].platform != "cpu" else jax.process_count()
+    need = need // max(share, 1)
     have = available_memory_bytes()
     if have is not None and need > 0.8 * have:
         n = sum(len(b.variants) for b in buckets)
@@ -174,11 +196,136 @@ def resolve_run_dir(cfg: Config, run_dir: str | None) -> Path:
 def _check_writable(run_dir: Path) -> None:
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write_probe"
+        # one probe per process: hosts sharing the run directory must not remove each other's
+        probe = run_dir / f".write_probe.{jax.process_index()}"
         probe.write_text("ok")
         probe.unlink()
     except OSError as e:
         raise SweepError(f"cannot write to run directory {run_dir}: {e.strerror or e}") from None
+
+
+# ----------------------------------------------------------------------------- scaling out
+
+
+def make_mesh(devices: str):
+    """Returns a 1-D ``Mesh`` with axis ``variant`` over the requested devices, or None for one device.
+
+    ``devices`` is ``"auto"`` (every visible device, across all processes) or a count. A run
+    spread over several processes must use all their devices: a process whose devices are not
+    on the mesh would have nothing to compute.
+    """
+    available = jax.devices()
+    n = len(available) if devices == "auto" else int(devices)
+    if n > len(available):
+        raise SweepError(f"devices={n} but only {len(available)} {available[0].platform} device(s) are visible")
+    if jax.process_count() > 1 and n != len(available):
+        raise SweepError(f"devices={n} but a run over {jax.process_count()} processes must use all "
+                         f"{len(available)} devices; set devices=auto")
+    if n <= 1:
+        return None
+    return jax.sharding.Mesh(np.asarray(available[:n]), ("variant",))
+
+
+def padded_size(n: int, num_devices: int) -> int:
+    """Returns ``n`` rounded up to a multiple of ``num_devices`` (the length of a padded variant axis)."""
+    return -(-n // num_devices) * num_devices
+
+
+def _pad_rows(x: np.ndarray, size: int) -> np.ndarray:
+    """Returns ``x`` padded along axis 0 to ``size`` rows by repeating its last row.
+
+    A padded row repeats the last variant's seed, width and capacity, so it computes exactly what
+    that variant computes: it never adds a new kind of work, and nothing reads it back.
+    """
+    pad = size - x.shape[0]
+    return x if pad == 0 else np.concatenate([x, np.repeat(x[-1:], pad, axis=0)], axis=0)
+
+
+def shard_bucket_fns(fns: BucketFns, mesh) -> BucketFns:
+    """Returns ``fns`` with every device running the jitted vmap on its own slice of the variant axis.
+
+    The arguments keep their ``NamedSharding(mesh, P("variant"))`` placement; per-variant
+    arguments are split along ``variant`` and shared ones (validation set, evaluation keys and
+    goals) are replicated. The body is wrapped in ``shard_map`` rather than left to the automatic
+    partitioner because the planner's ``top_k`` has no rule for a sharded batch dimension: the
+    partitioner would all-gather every candidate's return at every planning step. Under
+    ``shard_map`` an epoch makes no cross-device transfer at all, whatever the core functions use.
+    """
+    if mesh is None:
+        return fns
+    per_variant, shared = jax.sharding.PartitionSpec("variant"), jax.sharding.PartitionSpec()
+
+    def per_device(fn, in_specs):
+        # check_vma=False: the core's scans start from constants, which the varying-axis type
+        # check would reject inside shard_map; every output is per-variant, so nothing is lost
+        return jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=per_variant, check_vma=False)
+
+    def collect(states, buffers, keys, goal_probs, use_random: bool):
+        body = per_device(functools.partial(fns.collect, use_random=use_random), (per_variant,) * 4)
+        return body(states, buffers, keys, goal_probs)
+
+    return BucketFns(
+        collect=jax.jit(collect, static_argnames=("use_random",)),
+        train=jax.jit(per_device(fns.train, (per_variant,) * 3)),
+        evaluate=jax.jit(per_device(fns.evaluate, (per_variant, shared))),
+        control=jax.jit(per_device(fns.control, (per_variant, shared, shared))),
+    )
+
+
+def host_copy(tree):
+    """Returns ``tree`` with every array copied to host numpy.
+
+    An array spread over several processes' devices is first gathered (a collective: every
+    process must call this at the same point); host-local arrays are copied as they are.
+    """
+    def gather(x):
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            from jax.experimental import multihost_utils
+
+            return multihost_utils.process_allgather(x, tiled=True)
+        return x
+
+    return jax.device_get(jax.tree.map(gather, tree))
+
+
+def sync_processes(name: str) -> None:
+    """Waits until every process of a multi-process run reaches the barrier ``name`` (no-op alone)."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
+def init_distributed(cfg: Config) -> bool:
+    """Returns True after joining a multi-process run, False when the run is single-process.
+
+    A run is multi-process when the config sets ``distributed: true`` or the environment sets
+    ``JAX_COORDINATOR_ADDRESS`` (``host:port`` of process 0). ``JAX_NUM_PROCESSES`` and
+    ``JAX_PROCESS_ID`` give the process count and this process's index; JAX itself reads only
+    the coordinator address, so they are passed on here. Left unset, JAX detects them on Slurm,
+    Open MPI, Kubernetes and Cloud TPU.
+
+    Raises:
+      ConfigError: one of those variables is not a non-negative integer.
+      SweepError: ``jax.distributed.initialize()`` failed.
+    """
+    coordinator = os.environ.get("JAX_COORDINATOR_ADDRESS") or None
+    if not (cfg.distributed or coordinator):
+        return False
+    kwargs: dict[str, int] = {}
+    for var, arg in (("JAX_NUM_PROCESSES", "num_processes"), ("JAX_PROCESS_ID", "process_id")):
+        raw = os.environ.get(var)
+        if raw is not None and raw.strip():
+            if not raw.strip().isdigit():
+                raise ConfigError(var, f"must be a non-negative integer, got {raw!r}")
+            kwargs[arg] = int(raw)
+    try:
+        jax.distributed.initialize(coordinator_address=coordinator, **kwargs)
+    except (ValueError, TypeError, RuntimeError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise SweepError(f"jax.distributed.initialize() failed: {first} (set JAX_COORDINATOR_ADDRESS, "
+                         f"JAX_NUM_PROCESSES and JAX_PROCESS_ID on every host)") from None
+    return True
 
 
 # ----------------------------------------------------------------------------- the sweep
@@ -205,33 +352,25 @@ class BucketRun:
         """Returns the length of the (padded) variant axis."""
         return int(self.seeds.shape[0])
 
-
-def make_mesh(devices: str):
-    """Returns a 1-D ``Mesh`` with axis ``variant`` over the requested devices, or None for one device."""
-    available = jax.devices()
-    n = len(available) if devices == "auto" else int(devices)
-    if n > len(available):
-        raise SweepError(f"devices={n} but only {len(available)} {available[0].platform} device(s) are visible")
-    if n <= 1:
-        return None
-    return jax.sharding.Mesh(np.asarray(available[:n]), ("variant",))
-
-
-def _pad_rows(x: np.ndarray, size: int) -> np.ndarray:
-    """Returns ``x`` padded along axis 0 to ``size`` rows by repeating its last row."""
-    pad = size - x.shape[0]
-    return x if pad == 0 else np.concatenate([x, np.repeat(x[-1:], pad, axis=0)], axis=0)
+    def pad(self, x: np.ndarray) -> np.ndarray:
+        """Returns per-variant rows ``x[len(variants), ...]`` padded to the variant axis' length."""
+        return _pad_rows(np.asarray(x), self.padded_size)
 
 
 class Sweep:
     """One capacity sweep: set up with a config and a run directory, then :meth:`run`.
+
+    Every bucket's variant axis is split over a ``Mesh`` axis ``variant`` (``cfg.devices``:
+    ``auto`` or a count), padded up to a multiple of the device count. In a multi-process run
+    every process runs the same sweep; only process 0 writes the run directory's files, and every
+    process takes part in the checkpoint saves.
 
     Args:
       cfg: the validated config.
       run_dir: the run directory (created).
       resume: continue from the latest complete checkpoint in ``run_dir``.
       allow_changed: config keys that may differ from the run's saved config on resume.
-      progress: show a rich progress bar and summary table.
+      progress: show a rich progress bar and summary table (process 0 only).
     """
 
     def __init__(self, cfg: Config, run_dir: str | Path, *, resume: bool = False,
@@ -240,7 +379,8 @@ class Sweep:
         self.run_dir = Path(run_dir)
         self.resume = resume
         self.allow_changed = allow_changed
-        self.show_progress = progress
+        self.primary = jax.process_index() == 0
+        self.show_progress = progress and self.primary
         self.env = envs_lib.make(cfg.env.name)
         self.env_params = self.env.default_params(cfg.env.episode_length)
         self.goal_ids = np.asarray(cfg.env.goals if cfg.env.goals is not None else range(self.env.num_goals), np.int32)
@@ -255,11 +395,16 @@ class Sweep:
         else:
             self.buckets = build_buckets(v.hidden_dims, v.buffer_sizes, v.seeds, v.bucket_ratio)
         self.variants = all_variants(self.buckets)
+        planner = PlannerSettings.from_config(cfg.planner)
+        pc = cfg.planner
         self.settings = EpochSettings(
             episode_length=cfg.env.episode_length,
             samples_per_epoch=cfg.samples_per_epoch,
             train_steps=cfg.world_model.train_steps_per_epoch,
-            planner=PlannerSettings.from_config(cfg.planner),
+            planner=planner,
+            collect_planner=dataclasses.replace(planner, num_samples=pc.collect_num_samples,
+                                                num_elites=min(pc.num_elites, pc.collect_num_samples),
+                                                iterations=pc.collect_iterations),
             exploration_noise=cfg.planner.exploration_noise,
             k_steps=tuple(sorted(cfg.world_model.k_steps)),
         )
@@ -268,16 +413,20 @@ class Sweep:
         self.growth: list[dict[str, Any]] = []
         self.mesh = make_mesh(cfg.devices)
         self.num_devices = 1 if self.mesh is None else self.mesh.devices.size
+        self.variant_sharding = (None if self.mesh is None else
+                                 jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec("variant")))
+        # jit rather than device_put: device_put cannot place an array held by one process on
+        # devices of other processes, while a jitted identity with out_shardings can
+        self._place = jax.jit(lambda tree: tree, out_shardings=self.variant_sharding)
 
     def _shard(self, tree):
         """Returns ``tree`` placed with its leading (variant) axis split over the mesh."""
         if self.mesh is None:
             return tree
-        sharding = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec("variant"))
-        return jax.device_put(tree, sharding)
+        return self._place(tree)
 
     def _padded(self, n: int) -> int:
-        return -(-n // self.num_devices) * self.num_devices
+        return padded_size(n, self.num_devices)
 
     # -- setup ---------------------------------------------------------------------------
     def _build(self) -> None:
@@ -292,10 +441,12 @@ class Sweep:
             seeds = _pad_rows(np.asarray([v.seed for v in b.variants], np.int64), size)
             hidden = _pad_rows(np.asarray([v.hidden_dim for v in b.variants], np.int32), size)
             capacity = _pad_rows(np.asarray([v.buffer_size for v in b.variants], np.int32), size)
-            states = init_bucket_states(wm, variant_keys(cfg.seed, seeds, _INIT, 0), jnp.asarray(hidden))
-            buffers = init_bucket_buffers(item, b.max_buffer_size, jnp.asarray(capacity))
-            states, buffers = self._shard((states, buffers))
-            self.runs.append(BucketRun(b, wm, fns, states, buffers, seeds, hidden))
+            # built straight into their sharding, so no single device ever holds every buffer
+            init = jax.jit(lambda k, h, c, wm=wm, max_size=b.max_buffer_size: (
+                init_bucket_states(wm, k, h), init_bucket_buffers(item, max_size, c)),
+                out_shardings=self.variant_sharding)
+            states, buffers = init(variant_keys(cfg.seed, seeds, _INIT, 0), jnp.asarray(hidden), jnp.asarray(capacity))
+            self.runs.append(BucketRun(b, wm, shard_bucket_fns(fns, self.mesh), states, buffers, seeds, hidden))
         self.reference = make_reference_fn(self.env, self.env_params, self.settings)
         self.val = make_validation_set(
             self.env, self.env_params, _purpose_key(cfg.seed, _VAL), self.goal_ids, wmc.val_size,
@@ -303,14 +454,17 @@ class Sweep:
 
     # -- one epoch -----------------------------------------------------------------------
     def run_epoch(self, epoch: int) -> dict[str, Any]:
-        """Returns host copies of everything epoch ``epoch`` computed (runs the jitted calls)."""
+        """Returns host copies of everything epoch ``epoch`` computed (runs the jitted calls).
+
+        Per-variant outputs keep the padded variant axis; readers index them by
+        ``variant.index`` and never look past ``len(bucket.variants)``.
+        """
         cfg = self.cfg
         use_random = epoch < cfg.planner.random_collect_epochs
         keys_eval, goals_eval = eval_episodes(cfg.seed, epoch, self.goal_ids, cfg.planner.episodes_per_goal)
         out: dict[str, Any] = {"buckets": []}
         for r in self.runs:
-            probs = np.stack([self._goal_probs(v) for v in r.bucket.variants]).astype(np.float32)
-            probs = _pad_rows(probs, r.padded_size)
+            probs = r.pad(np.stack([self._goal_probs(v) for v in r.bucket.variants]).astype(np.float32))
             keys_c, keys_t, probs_d = self._shard((variant_keys(cfg.seed, r.seeds, _COLLECT, epoch),
                                                    variant_keys(cfg.seed, r.seeds, _TRAIN, epoch), jnp.asarray(probs)))
             r.buffers, counts = r.fns.collect(r.states, r.buffers, keys_c, probs_d, use_random=use_random)
@@ -321,11 +475,7 @@ class Sweep:
                                    "k_step": k_step, "returns": returns, "probs": probs})
         optimal, baseline = self.reference(jax.random.clone(keys_eval), goals_eval)
         out["optimal"], out["baseline"], out["goals"] = optimal, baseline, goals_eval
-        if jax.process_count() > 1:
-            from jax.experimental import multihost_utils
-
-            return multihost_utils.process_allgather(out, tiled=True)
-        return jax.device_get(out)
+        return host_copy(out)
 
     def _goal_probs(self, v: Variant) -> np.ndarray:
         ledger = self.ledger.get(v.name)
@@ -342,16 +492,16 @@ class Sweep:
         """Returns the final summary after running (or resuming) every epoch."""
         from augnes_jax.sweep_io import SweepWriter
 
-        check_memory(self.cfg, self.buckets, self.obs_dim, self.act_dim)
+        check_memory(self.cfg, self.buckets, self.obs_dim, self.act_dim, self.num_devices)
         _check_writable(self.run_dir)
         writer = SweepWriter(self)
-        start_epoch = writer.prepare(resume=self.resume, allow_changed=self.allow_changed)
-        self.ledger = writer.ledger
         t_setup = time.perf_counter()
-        self._build()
-        if start_epoch > 0:
-            writer.restore_device_state(start_epoch - 1)
         try:
+            start_epoch = writer.prepare(resume=self.resume, allow_changed=self.allow_changed)
+            self.ledger = writer.ledger
+            self._build()
+            if start_epoch > 0:
+                writer.restore_device_state(start_epoch - 1)
             with writer.progress(start_epoch) as advance:
                 for epoch in range(start_epoch, self.cfg.epochs):
                     t0 = time.perf_counter()
@@ -359,8 +509,12 @@ class Sweep:
                     t_compute = time.perf_counter() - t0
                     writer.write_epoch(epoch, result, t_compute=t_compute)
                     advance(epoch)
-        finally:
-            writer.close()
+        except BaseException:
+            # the failure that stopped the sweep is the one to report, not what closing then hits
+            with contextlib.suppress(Exception):
+                writer.close()
+            raise
+        writer.close()
         summary = writer.summary(time.perf_counter() - t_setup)
         return summary
 
@@ -376,12 +530,20 @@ def build_parser() -> argparse.ArgumentParser:
                     "measure per-goal regret against capacity.")
     p.add_argument("--config", help="YAML config (default: configs/default.yaml)")
     p.add_argument("--run-dir", help="run directory (default: runs/<run_name or env-timestamp>)")
-    p.add_argument("--resume", action="store_true", help="continue a killed sweep from its latest checkpoint")
+    p.add_argument("--resume", action="store_true",
+                   help="continue a killed sweep from its latest complete checkpoint, with the run's own config.yaml")
     p.add_argument("--allow-change", action="append", default=[], metavar="KEY",
                    help="with --resume: a config key that may differ from the run's config (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar or summary table")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. epochs=2")
     return p
+
+
+def _os_error_line(e: OSError) -> str:
+    """Returns one line naming the file and the reason an I/O operation failed."""
+    text = str(e).strip()
+    reason = e.strerror or (text.splitlines()[0] if text else type(e).__name__)
+    return f"cannot write {e.filename}: {reason}" if e.filename else reason
 
 
 def _fail(msg: str) -> int:
@@ -395,20 +557,25 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("jax", "absl", "orbax", "tensorboard"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    from augnes_jax.checkpoint import CheckpointError
+
     try:
-        cfg = load_config(args.config, args.overrides)
         if args.resume and not args.run_dir:
             raise ConfigError("--resume", "needs --run-dir DIR of the run to continue")
-        if cfg.distributed or os.environ.get("JAX_COORDINATOR_ADDRESS"):
-            jax.distributed.initialize()  # multi-host: every process runs this same command
+        saved = Path(args.run_dir) / "config.yaml" if args.resume else None
+        if saved is not None and not saved.is_file():
+            raise SweepError(f"cannot resume: {saved} does not exist")
+        # a resumed run starts from its own config: only --config and overrides can change it
+        cfg = load_config(args.config if args.config or saved is None else saved, args.overrides)
+        if init_distributed(cfg) and not (args.run_dir or cfg.run_name):
+            # a timestamped default name could differ between hosts
+            raise ConfigError("run_name", "a multi-process run needs --run-dir or run_name, the same on every host")
         run_dir = resolve_run_dir(cfg, args.run_dir)
-        if args.resume:
-            saved = run_dir / "config.yaml"
-            if not saved.exists():
-                raise SweepError(f"cannot resume: {saved} does not exist")
-            import yaml
-
-            old = config_from_dict(yaml.safe_load(saved.read_text()))
+        if saved is not None:
+            try:
+                old = load_config(saved)
+            except ConfigError as e:
+                raise SweepError(f"cannot resume: the run's own config is unusable ({e})") from None
             changed = [k for k in diff(old, cfg) if k not in args.allow_change and k != "run_name"]
             if changed:
                 raise SweepError(
@@ -416,13 +583,17 @@ def main(argv: list[str] | None = None) -> int:
                     f"(pass --allow-change KEY for each key that may change)")
         elif (run_dir / "config.yaml").exists():
             raise SweepError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --run-dir")
+        # every process checks the run directory before process 0 writes config.yaml into it
+        sync_processes("augnes_jax.sweep:checked")
         sweep = Sweep(cfg, run_dir, resume=args.resume, allow_changed=tuple(args.allow_change),
                       progress=not args.no_progress)
         sweep.run()
     except ConfigError as e:
         return _fail(str(e))
-    except (SweepError, files.ArtifactWriteError) as e:
+    except (SweepError, CheckpointError) as e:
         return _fail(str(e))
+    except OSError as e:  # ArtifactWriteError included: a full disk, a read-only run directory
+        return _fail(_os_error_line(e))
     except KeyboardInterrupt:
         print("augnes_jax.sweep: interrupted; resume with --resume --run-dir", file=sys.stderr)
         return 130

@@ -28,7 +28,8 @@ import numpy as np
 from augnes_jax import files, regret
 from augnes_jax.checkpoint import SweepCheckpointer
 from augnes_jax.config import to_dict, to_yaml
-from augnes_jax.judgments import JudgmentWriter, make_judgments, read_judgments
+from augnes_jax.executor import Executor
+from augnes_jax.judgments import read_judgments
 from augnes_jax.stats import build_strategy_stats, write_strategy_stats
 from augnes_jax.summaries import RunWriter, regret_layout, write_regret_summaries
 from augnes_jax.sweep import host_copy
@@ -60,6 +61,9 @@ class SweepWriter:
         self.writers: dict[str, RunWriter] = {}
         self.ledger: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.collection: dict[str, list[list[float]]] = {}
+        # the epoch at which each diverged variant was first flagged (kept across a resume)
+        self.diverged_at: dict[str, int] = {}
+        self._config_changed = False
         self.epoch_times: list[float] = []
         self.checkpoint_times: list[float] = []
         self.last_decision: Any = None
@@ -67,17 +71,25 @@ class SweepWriter:
         self._purge_step: int | None = None
         self.checkpointer: SweepCheckpointer | None = None
         self.wm_stats = WorldModelStats(epsilon=self.cfg.world_model.epsilon)
-        self._judgment_writer: JudgmentWriter | None = None
+        self.executor: Executor | None = None
         # multi-process: process 0 alone writes files (see the module docstring)
         self.primary = jax.process_index() == 0
 
     # ------------------------------------------------------------------ start / resume
     def prepare(self, *, resume: bool, allow_changed: tuple[str, ...]) -> int:
-        """Returns the first epoch to run, after writing config.yaml or restoring host state."""
-        del allow_changed  # checked by the CLI before the sweep starts
+        """Returns the first epoch to run, after writing config.yaml or restoring host state.
+
+        On resume the config must equal the run's ``config.yaml`` except for the keys in
+        ``allow_changed``; the changed config then replaces it.
+
+        Raises:
+          SweepError: the run cannot be resumed (no or unusable config.yaml, a changed key that is
+            not allowed, unreadable artifacts); the message is one line.
+        """
         ckpt_dir = self.run_dir / "checkpoints"
         start = 0
         if resume:
+            self._check_resumable(allow_changed)
             if self.cfg.checkpoint.enabled:
                 self.checkpointer = SweepCheckpointer(ckpt_dir, keep_last=self.cfg.checkpoint.keep_last,
                                                       keep_best=self.cfg.checkpoint.keep_best)
@@ -85,6 +97,7 @@ class SweepWriter:
                 start = 0 if last is None else last + 1
             self._truncate_to(start)
             self._purge_step = start
+            log.info("resuming %s at epoch %d of %d", self.run_dir, start, self.cfg.epochs)
         else:
             if self.primary:
                 files.write_text_atomic(self.run_dir / "config.yaml", to_yaml(self.cfg))
@@ -92,66 +105,170 @@ class SweepWriter:
                 self.checkpointer = SweepCheckpointer(ckpt_dir, keep_last=self.cfg.checkpoint.keep_last,
                                                       keep_best=self.cfg.checkpoint.keep_best)
         if self.primary:
-            self._judgment_writer = JudgmentWriter(self.judgments_path)
+            self.executor = Executor(self.judgments_path)
         self._open_writers()
         return start
 
-    def _truncate_to(self, start: int) -> None:
-        """Drops every record of epochs >= ``start`` (work after the last checkpoint)."""
-        if self.judgments_path.exists():
-            lines = []
-            with open(self.judgments_path, "rb") as f:
-                data = f.read()
-            import json
+    def _check_resumable(self, allow_changed: tuple[str, ...]) -> None:
+        """Refuses a resume whose config differs from the run's in a key that may not change."""
+        from augnes_jax.config import ConfigError, diff, load_config
+        from augnes_jax.sweep import SweepError
 
-            for raw in data.split(b"\n"):
-                if not raw.strip():
-                    continue
-                try:
-                    rec = json.loads(raw)
-                except ValueError:
-                    continue  # a torn line from the crash
-                if int(rec.get("epoch", 0)) < start:
-                    lines.append(raw.decode("utf-8"))
-            if self.primary:
-                files.write_text_atomic(self.judgments_path, "".join(x + "\n" for x in lines))
-            if lines:
-                self._rebuild_ledger(start)
-        if self.wm_stats_path.exists():
-            self.wm_stats = WorldModelStats.from_file(self.wm_stats_path)
-            self.wm_stats.truncate(start)
+        saved = self.run_dir / "config.yaml"
+        if not saved.is_file():
+            raise SweepError(f"cannot resume: {saved} does not exist")
+        try:
+            old = load_config(saved)
+        except ConfigError as e:
+            raise SweepError(f"cannot resume: the run's own config is unusable ({e})") from None
+        changed = [k for k in diff(old, self.cfg) if k != "run_name"]
+        refused = [k for k in changed if k not in allow_changed]
+        if refused:
+            raise SweepError(f"cannot resume {self.run_dir}: config differs from the run's in {', '.join(refused)} "
+                             f"(pass --allow-change KEY for each key that may change)")
+        # written with the first epoch it governs, so a resume that fails before then changes nothing
+        self._config_changed = bool(changed)
+
+    def _truncate_to(self, start: int) -> None:
+        """Drops every record of epochs >= ``start`` (work after the last checkpoint).
+
+        ``judgments.jsonl`` keeps its lines of epochs < ``start`` once each (a torn last line and
+        duplicates of an already seen ``(variant, epoch, episode)`` are dropped),
+        ``world_model_stats.json`` its entries of those epochs, and ``sweep_state.json`` gives
+        back the diverged variants, collection shares and growth of those epochs. The regret
+        ledger is rebuilt from the kept judgments (see :meth:`_rebuild_ledger`).
+
+        Raises:
+          SweepError: an artifact of the run cannot be read; the message names it.
+        """
+        from augnes_jax.sweep import SweepError
+
         meta_path = self.run_dir / "sweep_state.json"
         if meta_path.exists():
-            state = files.read_json(meta_path)
-            self.sweep.diverged = {d for d, e in state.get("diverged", {}).items() if e < start}
-            self.collection = {k: v[:start] for k, v in state.get("collection", {}).items()}
-            self.sweep.growth = [g for g in state.get("growth", []) if g["epoch"] < start]
+            try:
+                state = files.read_json(meta_path)
+                diverged_at = {str(d): int(e) for d, e in state.get("diverged", {}).items() if int(e) < start}
+                growth = [g for g in state.get("growth", []) if int(g["epoch"]) < start]
+                dropped_names = {g["to"] for g in state.get("growth", []) if int(g["epoch"]) >= start}
+                collection = {str(k): list(v)[:start] for k, v in state.get("collection", {}).items()
+                              if k not in dropped_names}
+            except (ValueError, TypeError, KeyError, AttributeError) as e:
+                raise SweepError(f"cannot resume: {meta_path} is not a sweep state ({e})") from None
+            self.diverged_at = diverged_at
+            self.sweep.diverged = set(diverged_at)
+            self.collection = collection
+            self.sweep.growth = growth
+        records = self._kept_judgments(start)
+        if self.primary and self.judgments_path.exists():
+            files.write_text_atomic(self.judgments_path, "".join(line + "\n" for _, line in records))
+        self._rebuild_ledger([rec for rec, _ in records])
+        if self.wm_stats_path.exists():
+            try:
+                self.wm_stats = WorldModelStats.from_file(self.wm_stats_path)
+            except (ValueError, OSError) as e:
+                raise SweepError(f"cannot resume: {e}") from None
+            self.wm_stats.truncate(start)
 
-    def _rebuild_ledger(self, start: int) -> None:
-        # filtered again: another process may read the file before process 0 has truncated it
-        j = read_judgments(self.judgments_path)
+    def _kept_judgments(self, start: int) -> list[tuple[dict, str]]:
+        """Returns ``(record, line)`` of every judgment to keep on resume, in file order."""
+        import json
+
+        from augnes_jax.sweep import SweepError
+
+        if not self.judgments_path.exists():
+            return []
+        try:
+            data = self.judgments_path.read_bytes()
+        except OSError as e:
+            raise SweepError(f"cannot resume: cannot read {self.judgments_path}: {e.strerror}") from None
+        lines = data.split(b"\n")
+        kept: list[tuple[dict, str]] = []
+        seen: set[tuple] = set()
+        duplicates = 0
+        for number, raw in enumerate(lines, 1):
+            if not raw.strip():
+                continue
+            try:
+                rec = json.loads(raw)
+                key = (rec["variant"], int(rec["epoch"]), int(rec["episode"]))
+            except (ValueError, TypeError, KeyError):
+                # the sweep appends whole lines, so only a crash mid-append leaves a bad line
+                log.warning("%s:%d: unreadable line dropped on resume (torn by the crash)",
+                            self.judgments_path, number)
+                continue
+            if key[1] >= start:
+                continue
+            if key in seen:
+                duplicates += 1
+                continue
+            seen.add(key)
+            kept.append((rec, raw.decode("utf-8").rstrip("\r")))
+        if duplicates:
+            log.warning("%s: %d duplicate judgments dropped on resume", self.judgments_path, duplicates)
+        return kept
+
+    def _rebuild_ledger(self, records: list[dict]) -> None:
+        """Rebuilds the per-variant regret ledger from the kept judgments.
+
+        The ledger is accumulated exactly as :meth:`write_epoch` accumulates it, epoch by epoch
+        and episode by episode, with a variant's ledger handed on to its new name where it grew,
+        so the float sums (and the regret-prioritised goal probabilities drawn from them) are
+        bit-identical to those of an uninterrupted run.
+        """
         g = self.sweep.num_goals
-        for name in sorted(set(j.variant)):
-            sel = np.asarray([v == name for v in j.variant]) & (np.asarray(j.epoch) < start)
-            goals = j.goal_id[sel].astype(np.int64)
-            self.ledger[name] = (np.bincount(goals, minlength=g).astype(np.float64),
-                                 np.bincount(goals, weights=j.regret[sel], minlength=g))
+        by_epoch: dict[int, dict[str, list[dict]]] = {}
+        for rec in records:
+            by_epoch.setdefault(int(rec["epoch"]), {}).setdefault(rec["variant"], []).append(rec)
+        growth_at: dict[int, list[dict]] = {}
+        for event in self.sweep.growth:
+            growth_at.setdefault(int(event["epoch"]), []).append(event)
+        self.ledger = {}
+        for epoch in sorted(set(by_epoch) | set(growth_at)):
+            for name, recs in by_epoch.get(epoch, {}).items():
+                recs.sort(key=lambda r: int(r["episode"]))
+                goals = np.asarray([int(r["goal_id"]) for r in recs], np.int64)
+                reg = np.asarray([float(r["regret"]) for r in recs], np.float64)
+                counts, sums = self.ledger.get(name, (np.zeros(g), np.zeros(g)))
+                self.ledger[name] = (counts + np.bincount(goals, minlength=g),
+                                     sums + np.bincount(goals, weights=reg, minlength=g))
+            for event in growth_at.get(epoch, []):
+                self.ledger[event["to"]] = self.ledger.get(event["from"], (np.zeros(g), np.zeros(g)))
 
     def restore_device_state(self, step: int) -> None:
-        """Loads every bucket's model and buffer state saved at ``step``."""
-        arrays, meta = self.checkpointer.restore(step)
-        saved = arrays["resume"]
+        """Loads every bucket's model and buffer state saved at ``step``.
+
+        Raises:
+          SweepError: the checkpoint is unreadable or does not fit this config's variants.
+        """
+        from augnes_jax.checkpoint import CheckpointError
+        from augnes_jax.sweep import SweepError
+
+        try:
+            arrays, meta = self.checkpointer.restore(step)
+            saved = arrays["resume"]
+            for r in self.sweep.runs:
+                saved[r.bucket.name]  # noqa: B018 - fail early, naming the bucket
+        except CheckpointError as e:
+            raise SweepError(f"cannot resume: {e}") from None
+        except (KeyError, TypeError) as e:
+            raise SweepError(f"cannot resume: checkpoint {step} in {self.checkpointer.directory} has no "
+                             f"resume state for bucket {e}; was it written with another config?") from None
         for r in self.sweep.runs:
             tree = (r.states, r.buffers)
             leaves, treedef = jax.tree.flatten(tree)
             item = saved[r.bucket.name]
+            if sorted(item) != [f"leaf_{i:04d}" for i in range(len(leaves))]:
+                raise SweepError(f"cannot resume: checkpoint {step} holds {len(item)} arrays for bucket "
+                                 f"{r.bucket.name}, this config needs {len(leaves)}")
             # rows past the bucket's variants are padding: re-pad for this run's device count
             n = len(r.bucket.variants)
             restored = [jnp.asarray(r.pad(np.asarray(item[f"leaf_{i:04d}"])[:n]), dtype=leaf.dtype)
                         for i, leaf in enumerate(leaves)]
             for a, b in zip(restored, leaves, strict=True):
                 if a.shape != b.shape:
-                    raise RuntimeError(f"checkpoint {step} does not match this config (bucket {r.bucket.name})")
+                    raise SweepError(f"cannot resume: checkpoint {step} does not match this config (bucket "
+                                     f"{r.bucket.name}: shape {a.shape} != {b.shape}); only keys that keep "
+                                     f"every array's shape may change")
             r.states, r.buffers = self.sweep._shard(jax.tree.unflatten(treedef, restored))
         if meta.get("variants"):
             by_name = {v["name"]: v for v in meta["variants"]}
@@ -162,8 +279,8 @@ class SweepWriter:
         for b_index, r in enumerate(self.sweep.runs):
             new = []
             for v in r.bucket.variants:
-                match = next((m for m in by_name.values() if m["buffer_size"] == v.buffer_size
-                              and m["seed"] == v.seed and m["bucket"] == v.bucket), None)
+                # the position on the bucket's axis identifies a variant; width and name may have grown
+                match = next((m for m in by_name.values() if m["bucket"] == v.bucket and m["index"] == v.index), None)
                 if match is not None and match["hidden_dim"] != v.hidden_dim:
                     v = Variant(match["name"], match["hidden_dim"], v.buffer_size, v.seed, v.bucket, v.index, v.max_width)
                 new.append(v)
@@ -211,11 +328,14 @@ class SweepWriter:
         """Writes every artifact of one finished epoch, then checkpoints and consults the controller."""
         sweep, cfg = self.sweep, self.cfg
         t0 = time.perf_counter()
+        if self._config_changed and self.primary:
+            files.write_text_atomic(self.run_dir / "config.yaml", to_yaml(cfg))
+        self._config_changed = False
         optimal = np.asarray(result["optimal"], np.float64)
         baseline = np.asarray(result["baseline"], np.float64)
         goals = np.asarray(result["goals"], np.int64)
         episode = np.arange(goals.shape[0])
-        records: list[dict] = []
+        feedback: list[dict[str, Any]] = []
         per_variant: dict[str, dict[str, Any]] = {}
         for r, out in zip(sweep.runs, result["buckets"], strict=True):
             for i, v in enumerate(r.bucket.variants):
@@ -230,6 +350,8 @@ class SweepWriter:
                     log.warning("variant %s diverged at epoch %d (non-finite updates: %d); it is excluded "
                                 "from here on, the other variants continue", v.name, epoch, nonfinite)
                     sweep.diverged.add(v.name)
+                if diverged:
+                    self.diverged_at.setdefault(v.name, epoch)
                 metrics = {"train_loss": train["train_loss"], "val_mse": one["val_mse"],
                            "per_dim_mse": one["per_dim_mse"], "per_goal_mse": {str(g): one["per_goal_mse"][g] for g in sweep.goal_ids},
                            "k_step_mse": {str(k): ks[k] for k in sorted(ks)}, "samples_seen": int(train["samples_seen"]),
@@ -242,14 +364,19 @@ class SweepWriter:
                 self.collection.setdefault(v.name, []).append([float(x) for x in share])
                 per_variant[v.name] = {"variant": v, "returns": returns, "metrics": metrics, "share": share,
                                        "diverged": diverged}
-                if diverged:
-                    continue
-                records.extend(make_judgments(
-                    goal_id=goals, reward=returns, optimal=optimal, baseline=baseline, episode=episode,
-                    run=self.run_dir.name, variant=v.name, hidden_dim=v.hidden_dim, buffer_size=v.buffer_size,
-                    seed=v.seed, epoch=epoch, strategy="mpc_world_model", oracle=sweep.env.oracle))
-        if self.primary:
-            self._judgment_writer.append(records)
+                if not diverged:
+                    n = goals.shape[0]
+                    feedback.append({"goal_id": goals, "reward": returns, "optimal_reward": optimal,
+                                     "baseline_reward": baseline, "episode": episode,
+                                     "variant": [v.name] * n, "hidden_dim": np.full(n, v.hidden_dim),
+                                     "buffer_size": np.full(n, v.buffer_size), "seed": np.full(n, v.seed)})
+        if feedback and self.primary:
+            # the executor's feedback path: regret and advantage are computed as feedback is stored
+            cat = {k: np.concatenate([np.asarray(f[k]) for f in feedback]) if k != "variant"
+                   else [x for f in feedback for x in f[k]] for k in feedback[0]}
+            with _naming(self.judgments_path):
+                self.executor.store_feedback_batch(**cat, epoch=epoch, strategy="mpc_world_model",
+                                                   oracle=sweep.env.oracle, run=self.run_dir.name)
 
         # TensorBoard, per variant (process 0 has the writers; every process updates the ledger)
         for name, pv in per_variant.items():
@@ -287,27 +414,31 @@ class SweepWriter:
                 f"capacity/val_mse/b{b}": float(np.mean([p["metrics"]["val_mse"] for p in items])),
             })
         for w in self.writers.values():
-            w.flush()
+            with _naming(w.logdir):
+                w.flush()
 
         # JSON artifacts
         if self.primary:
             self._write_stats()
             self.wm_stats.write(self.wm_stats_path)
             files.write_json_atomic(self.run_dir / "sweep_state.json", {
-                "schema": 1, "epoch": epoch, "diverged": {d: epoch for d in sorted(sweep.diverged)},
+                "schema": 1, "epoch": epoch, "diverged": {d: self.diverged_at.get(d, epoch) for d in sorted(sweep.diverged)},
                 "collection": self.collection, "growth": sweep.growth,
                 "useful_flop_fraction": sweep.flop_fraction,
             })
         t_io = time.perf_counter() - t0
 
-        # Checkpoint, then the controller (which reads what was just written)
-        t1 = time.perf_counter()
-        if self.checkpointer is not None:
-            self._save_checkpoint(epoch, per_variant)
-        self.checkpoint_times.append(time.perf_counter() - t1)
-        self.epoch_times.append(t_compute + t_io)
+        # The controller (which reads what was just written, and may grow the variants), then the
+        # checkpoint: a committed checkpoint of epoch e stands for every artifact of epoch e,
+        # growth included, so a resume from it redoes nothing and misses nothing.
         if cfg.meta.consult_every_epoch or epoch == cfg.epochs - 1:
             self._consult_controller(epoch)
+        t1 = time.perf_counter()
+        if self.checkpointer is not None:
+            renamed = {g["from"]: g["to"] for g in sweep.growth if g["epoch"] == epoch}
+            self._save_checkpoint(epoch, {renamed.get(k, k): pv for k, pv in per_variant.items()})
+        self.checkpoint_times.append(time.perf_counter() - t1)
+        self.epoch_times.append(t_compute + t_io)
 
     def _write_stats(self) -> None:
         if not self.judgments_path.exists() or self.judgments_path.stat().st_size == 0:
@@ -390,12 +521,16 @@ class SweepWriter:
                                      "hidden_dim": [v.hidden_dim, int(h)]})
                 self.ledger[nv.name] = self.ledger.get(v.name, (np.zeros(sweep.num_goals), np.zeros(sweep.num_goals)))
                 self.collection[nv.name] = list(self.collection.get(v.name, []))
+                if v.name in sweep.diverged:  # a diverged variant stays excluded under its new name
+                    sweep.diverged.add(nv.name)
+                    self.diverged_at.setdefault(nv.name, self.diverged_at.get(v.name, epoch))
                 new.append(nv)
             self._replace_bucket_variants(b_index, new)
             log.info("capacity grown at epoch %d: %s", epoch, ", ".join(f"{g['from']} -> {g['to']}" for g in sweep.growth[-len(new):]))
         if self.primary:
             files.write_json_atomic(self.run_dir / "sweep_state.json", {
-                **files.read_json(self.run_dir / "sweep_state.json"), "growth": sweep.growth})
+                **files.read_json(self.run_dir / "sweep_state.json"), "growth": sweep.growth,
+                "diverged": {d: self.diverged_at.get(d, epoch) for d in sorted(sweep.diverged)}})
 
     def _latest_val_mse(self, name: str) -> float | None:
         entry = self.wm_stats.latest(name)
@@ -444,23 +579,60 @@ class SweepWriter:
             })
         summary = {"run_dir": str(self.run_dir), "rows": rows, "wall_s": wall_s,
                    "useful_flop_fraction": self.sweep.flop_fraction,
-                   "decision": getattr(self.last_decision, "decision", None)}
+                   "decision": getattr(self.last_decision, "decision", None),
+                   # seconds per epoch run by this process (compute + artifacts) and spent starting
+                   # each epoch's checkpoint save; their ratio is the checkpoint overhead
+                   "epoch_times": list(self.epoch_times), "checkpoint_times": list(self.checkpoint_times)}
         if self.sweep.show_progress:
             _print_summary(summary, self.tb_root)
         return summary
 
     def close(self) -> None:
-        """Flushes and closes every writer and waits for pending checkpoint saves."""
+        """Flushes and closes every writer and waits for pending checkpoint saves.
+
+        Every step runs even when an earlier one fails (a full disk must not also cost the
+        checkpoint already being committed); the first failure is raised at the end.
+        """
         for w in self.writers.values():
-            with contextlib.suppress(Exception):
+            try:
                 w.close()
-        if self._judgment_writer is not None:
-            self._judgment_writer.close()
-        if self.checkpointer is not None:
-            self.checkpointer.close()
+            except Exception:  # noqa: BLE001 - a summary that cannot be flushed must not stop the rest
+                _abandon(w)
+        errors: list[BaseException] = []
+        for step in (lambda: self.executor and self.executor.shutdown(wait=True),
+                     lambda: self.checkpointer and self.checkpointer.close()):
+            try:
+                step()
+            except Exception as e:  # noqa: BLE001 - re-raised below, after the other steps
+                errors.append(e)
         if self.controller is not None:
             with contextlib.suppress(Exception):
                 self.controller.close()
+        if errors:
+            raise errors[0]
+
+
+@contextlib.contextmanager
+def _naming(path: Path):
+    """Re-raises an OSError that names no file as an ArtifactWriteError naming ``path``."""
+    try:
+        yield
+    except OSError as e:
+        if isinstance(e, files.ArtifactWriteError) or e.filename:
+            raise
+        raise files.ArtifactWriteError(e.errno, f"cannot write {path}: {e.strerror or e}") from e
+
+
+def _abandon(w: RunWriter) -> None:
+    """Gives up a TensorBoard writer whose close failed (a full disk, say).
+
+    tensorboardX would retry the close at interpreter exit and print the same failure as a
+    traceback; the error has already been reported once.
+    """
+    with contextlib.suppress(Exception):
+        events = w.writer._get_file_writer().event_writer
+        events._closed = True
+        events._worker.stop()
 
 
 def _fmt(x, spec: str = ".4g") -> str:

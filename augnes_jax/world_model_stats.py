@@ -8,10 +8,12 @@ File shape (written atomically; non-finite numbers become ``null``)::
          "epochs": [{"epoch": 0, "train_loss": 0.1, "val_mse": 0.002,
                      "per_dim_mse": [...], "per_goal_mse": {"0": 0.002, ...},
                      "k_step_mse": {"1": 0.002, "5": 0.03}, "samples_seen": 76800,
-                     "nonfinite_updates": 0, "passed": false}]}}}
+                     "nonfinite_updates": 0, "passed": false, "diverged": false}]}}}
 
-``passed`` means ``val_mse < epsilon``. Recording an epoch that is already present replaces it,
-so a resumed run that repeats an epoch does not duplicate it.
+``passed`` means ``val_mse < epsilon``. ``diverged`` (written by the sweep) flags an epoch at or
+after which the variant's training went non-finite. Recording an epoch that is already present
+replaces it, and :meth:`WorldModelStats.truncate` drops the epochs a resumed run redoes, so
+neither duplicates an epoch.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import datetime as _dt
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -38,13 +40,6 @@ _METRIC_KEYS = (
     "nonfinite_updates",
     "passed",
 )
-
-
-class ScalarWriter(Protocol):
-    """Anything with tensorboardX ``SummaryWriter.add_scalar``'s signature."""
-
-    def add_scalar(self, tag: str, scalar_value: float, global_step: int | None = None) -> Any:
-        """Records one scalar."""
 
 
 def _is_scalar(value: Any) -> bool:
@@ -164,6 +159,22 @@ class WorldModelStats:
             out.append(self.record(name, epoch, pick(metrics, i), meta))
         return out
 
+    def truncate(self, start: int) -> list[str]:
+        """Returns the names of the variants dropped after removing every epoch >= `start`.
+
+        A resumed run calls this with its first epoch to run: records written after the last
+        complete checkpoint are dropped, and a variant left with no epoch disappears entirely
+        (it was first recorded after that checkpoint, e.g. a grown variant's new name).
+        """
+        dropped = []
+        for name in list(self.variants):
+            variant = self.variants[name]
+            variant["epochs"] = [e for e in variant["epochs"] if e["epoch"] < start]
+            if not variant["epochs"]:
+                del self.variants[name]
+                dropped.append(name)
+        return dropped
+
     def latest(self, variant_name: str) -> dict[str, Any] | None:
         """Returns the last recorded epoch entry of a variant, or None."""
         epochs = self.variants.get(variant_name, {}).get("epochs", [])
@@ -214,16 +225,18 @@ class WorldModelStats:
 
     def write_tb(
         self,
-        writer: ScalarWriter,
+        writer: Any,
         variant: str,
         epoch: int,
         metrics: Mapping[str, Any] | None = None,
     ) -> int:
         """Returns the number of scalars written under ``world_model/*`` at step `epoch`.
 
-        `writer` is the variant's own writer (``tb/<variant>/``). With ``metrics=None`` the
-        recorded entry of (`variant`, `epoch`) is written. Null values are skipped; NaN and
-        infinities are written as they are so a diverging model stays visible.
+        `writer` is the variant's own writer (``tb/<variant>/``): a tensorboardX
+        ``SummaryWriter`` (anything with ``add_scalar(tag, value, step)``) or an object with
+        ``scalars(step, {tag: value})``. With ``metrics=None`` the recorded entry of
+        (`variant`, `epoch`) is written. Null and non-finite values are skipped, so readers
+        never see NaN; a diverging model shows in ``world_model/nonfinite_updates``.
         """
         if metrics is None:
             entries = [
@@ -232,24 +245,24 @@ class WorldModelStats:
             if not entries:
                 raise KeyError(f"no world-model record for variant {variant!r} epoch {epoch}")
             metrics = entries[0]
-        scalars: list[tuple[str, Any]] = [
+        pairs: list[tuple[str, Any]] = [
             ("world_model/train_loss", metrics.get("train_loss")),
             ("world_model/val_mse", metrics.get("val_mse")),
         ]
         per_dim = metrics.get("per_dim_mse")
         if per_dim is not None:
             dims: Iterable[Any] = per_dim if isinstance(per_dim, list) else np.asarray(per_dim)
-            scalars += [(f"world_model/val_mse/dim_{i}", v) for i, v in enumerate(dims)]
+            pairs += [(f"world_model/val_mse/dim_{i}", v) for i, v in enumerate(dims)]
         for k, v in (metrics.get("k_step_mse") or {}).items():
-            scalars.append((f"world_model/k{int(k)}_mse", v))
-        scalars += [
+            pairs.append((f"world_model/k{int(k)}_mse", v))
+        pairs += [
             ("world_model/nonfinite_updates", metrics.get("nonfinite_updates")),
             ("world_model/samples_seen", metrics.get("samples_seen")),
         ]
-        written = 0
-        for tag, value in scalars:
-            if value is None:
-                continue
-            writer.add_scalar(tag, float(np.asarray(value)), int(epoch))
-            written += 1
-        return written
+        values = {tag: f for tag, v in pairs if (f := _float(v)) is not None}
+        if hasattr(writer, "add_scalar"):
+            for tag, value in values.items():
+                writer.add_scalar(tag, value, int(epoch))
+        else:
+            writer.scalars(int(epoch), values)
+        return len(values)

@@ -459,3 +459,15 @@ def test_stats_tensorboard_tags():
     assert tags["world_model/nonfinite_updates"][0] == 2.0
     assert tags["world_model/samples_seen"][0] == 7680.0
     assert tags["world_model/train_loss"][0] == 0.5
+
+    class BatchWriter:  # the project's RunWriter style: scalars(step, {tag: value})
+        def __init__(self):
+            self.seen = {}
+
+        def scalars(self, step, values):
+            self.seen[step] = dict(values)
+
+    batch = BatchWriter()
+    assert stats.write_tb(batch, "v", 3, _metrics(np.nan)) == 6  # NaN val_mse is skipped
+    assert "world_model/val_mse" not in batch.seen[3]
+    assert batch.seen[3]["world_model/k1_mse"] == pytest.approx(0.1)
