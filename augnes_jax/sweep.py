@@ -515,8 +515,19 @@ class Sweep:
                 writer.close()
             raise
         writer.close()
+        if writer.primary:
+            self._render_dashboard(writer)
         summary = writer.summary(time.perf_counter() - t_setup)
         return summary
+
+    def _render_dashboard(self, writer) -> None:
+        """Writes the capacity dashboard PNGs to ``plots/``; a plotting failure never fails the sweep."""
+        from augnes_jax import dashboard
+
+        try:
+            dashboard.render(self.run_dir, controller=writer.controller, epsilon=self.cfg.meta.epsilon)
+        except Exception as e:  # noqa: BLE001 - plots are a convenience on top of the artifacts
+            log.warning("capacity dashboard not rendered: %s", e)
 
 
 # ----------------------------------------------------------------------------- CLI

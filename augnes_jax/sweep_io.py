@@ -503,7 +503,15 @@ class SweepWriter:
         except Exception as e:  # noqa: BLE001 - the controller must never stop the sweep
             log.warning("MetaJudgmentController failed at epoch %d: %s", epoch, e)
             return False
-        return self.cfg.variants.capacity_mode == "auto" and decision.decision == "expand"
+        if self.cfg.variants.capacity_mode != "auto":
+            return False
+        if decision.decision == "expand":
+            return True
+        # With a single width there is nothing to compare: once it has k epochs of evidence,
+        # grow once so the controller can measure what the next width buys.
+        widths_tried = 1 + len({g["epoch"] for g in self.sweep.growth})
+        since = max([g["epoch"] + 1 for g in self.sweep.growth], default=0)
+        return widths_tried < 2 and epoch + 1 - since >= self.cfg.meta.last_k_epochs
 
     def _grow(self, epoch: int) -> None:
         """Doubles every variant's width (up to the bucket's max) without changing its function."""

@@ -2,8 +2,8 @@
 
 1. An uninterrupted reference sweep (a small config, 3 epochs, regret-prioritised collection).
 2. ``--trials`` runs of the same sweep, each SIGKILLed at a moment drawn uniformly over the
-   reference's warm wall time; some also get a torn last judgments line, and some have their
-   first resume killed too. Each is then resumed with ``--resume`` and compared with the
+   warm reference's life after setup (from ``config.yaml`` to its end); every other trial also
+   gets a torn last judgments line, and every third has its first resume killed too. Each is then resumed with ``--resume`` and compared with the
    reference: final parameters, optimizer state and buffers, ``strategy_stats.json``,
    ``world_model_stats.json`` and ``judgments.jsonl`` (timestamps aside) must be bit-identical,
    and no ``(variant, epoch, episode)`` may be missing or repeated.
@@ -103,14 +103,32 @@ def _committed(run_dir: Path) -> list[int]:
     return sorted(int(p.name) for p in d.iterdir() if p.name.isdigit()) if d.is_dir() else []
 
 
-def _run_killed(cmd, env, delay: float) -> int:
+def _run_killed(cmd, env, delay: float, after: Path | None = None) -> int:
+    """Runs ``cmd`` and SIGKILLs it ``delay`` s after it starts (or after ``after`` exists); returns its status."""
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
+    while after is not None and proc.poll() is None and not after.exists():
+        time.sleep(0.005)
     try:
         proc.wait(timeout=delay)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
     return proc.wait()
+
+
+def _timed_uninterrupted(cmd, env, run_dir: Path) -> tuple[float, float]:
+    """Returns (seconds until the run directory holds config.yaml, seconds until the run ends)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    ready = None
+    while proc.poll() is None:
+        if ready is None and (run_dir / "config.yaml").exists():
+            ready = time.perf_counter() - t0
+        time.sleep(0.005)
+    end = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"uninterrupted run failed: {proc.stderr.read().decode()[-2000:]}")
+    return (end if ready is None else ready), end
 
 
 # ----------------------------------------------------------------------------- child: one timed run
@@ -234,20 +252,19 @@ def drill(args) -> dict:
     ref = _artifacts(ref_dir)
     expected = set(_keys(ref_dir))
 
-    t0 = time.perf_counter()
-    subprocess.run(_cmd(work / "warm"), env=env, check=True, capture_output=True, timeout=1200)
-    warm_s = time.perf_counter() - t0
+    ready_s, warm_s = _timed_uninterrupted(_cmd(work / "warm"), env, work / "warm")
     deterministic = _same(ref, _artifacts(work / "warm"))
 
     trials = []
     for t in range(args.trials):
         run_dir = work / f"trial{t:02d}"
-        kill_at = rng.uniform(0.0, warm_s)
+        # uniform over the sweep's own life: from config.yaml (setup done) to the end of the run
+        kill_at = rng.uniform(0.0, warm_s - ready_s)
         started = time.perf_counter()
-        status = _run_killed(_cmd(run_dir), env, kill_at)
-        trial = {"kill_at_s": round(kill_at, 3), "killed": status == -signal.SIGKILL,
+        status = _run_killed(_cmd(run_dir), env, kill_at, after=run_dir / "config.yaml")
+        trial = {"kill_after_config_s": round(kill_at, 3), "killed": status == -signal.SIGKILL,
                  "committed_at_kill": _committed(run_dir), "lines_at_kill": len(_keys(run_dir))}
-        if rng.random() < 0.5 and (run_dir / "judgments.jsonl").exists():
+        if t % 2 == 1 and (run_dir / "judgments.jsonl").exists():  # every other trial: a torn last line
             with open(run_dir / "judgments.jsonl", "ab") as f:
                 f.write(b'{"goal_id": 0, "reward": -3.1')
             trial["torn_line"] = True
@@ -257,7 +274,7 @@ def drill(args) -> dict:
             resume = _cmd(run_dir)
         else:
             resume = _cmd(run_dir, "--resume")
-            if rng.random() < 0.3:
+            if t % 3 == 2:  # every third trial: the first resume is killed too
                 trial["resume_killed_at_s"] = round(rng.uniform(0.0, warm_s), 3)
                 _run_killed(resume, env, trial["resume_killed_at_s"])
         res = subprocess.run(resume, env=env, capture_output=True, text=True, timeout=1200)
@@ -298,7 +315,8 @@ def drill(args) -> dict:
             "torn_last_line": sum(bool(t.get("torn_line")) for t in trials),
             "records_lost": sum(t["records_lost"] for t in trials),
             "records_duplicated": sum(t["records_duplicated"] for t in trials),
-            "baseline_uninterrupted_wall_s": {"cold_compile": round(cold_s, 2), "warm": round(warm_s, 2)},
+            "baseline_uninterrupted_wall_s": {"cold_compile": round(cold_s, 2), "warm": round(warm_s, 2),
+                                              "warm_until_config_yaml": round(ready_s, 2)},
             "killed_plus_resume_wall_over_uninterrupted": round(
                 float(np.mean([t["wall_s"] for t in trials])) / warm_s, 3) if trials else None,
             "uninterrupted_rerun_bit_exact": deterministic,

@@ -32,6 +32,8 @@ def test_every_artifact_exists_and_parses(tiny_run):
     for v in variants + ["capacity"]:
         assert any((run_dir / "tb" / v).glob("events.out.tfevents.*")), v
     assert any((run_dir / "checkpoints").iterdir())
+    pngs = sorted(p.name for p in (run_dir / "plots").glob("*.png"))
+    assert "regret_vs_hidden_dim.png" in pngs and "transition_pattern.png" in pngs, pngs
     # variants x goals x episodes x epochs judgments, all well formed
     j = read_judgments(run_dir / "judgments.jsonl")
     assert len(j.goal_id) == 4 * 2 * 2 * 2

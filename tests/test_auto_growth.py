@@ -1,0 +1,31 @@
+"""The ``auto`` capacity mode grows widths live, logging the growth, without changing the function."""
+
+import json
+
+from augnes_jax.config import load_config
+from augnes_jax.judgments import read_judgments
+from augnes_jax.summaries import TensorBoardReader
+from augnes_jax.sweep import Sweep
+from tests.sweep_configs import TINY
+
+
+def test_auto_mode_grows_from_the_start_width_and_records_it(tmp_path):
+    overrides = [x for x in TINY if not x.startswith(("epochs=", "variants.hidden_dims="))] + [
+        "epochs=3", "variants.capacity_mode=auto", "variants.auto_start_hidden_dim=4",
+        "variants.auto_max_hidden_dim=16", "variants.seeds=[0,1]", "meta.last_k_epochs=1",
+    ]
+    cfg = load_config(None, overrides)
+    run = tmp_path / "auto"
+    Sweep(cfg, run, progress=False).run()
+    decision = json.loads((run / "decision.json").read_text())
+    growth = decision["growth"]
+    # one explore step after the first epoch: every seed's h4 became h8, and training continued
+    assert {(g["from"], g["to"]) for g in growth if g["epoch"] == 0} == {("h4-b400-s0", "h8-b400-s0"),
+                                                                        ("h4-b400-s1", "h8-b400-s1")}
+    j = read_judgments(run / "judgments.jsonl")
+    assert set(j.hidden_dim[j.epoch == 0].tolist()) == {4}
+    assert set(j.hidden_dim[j.epoch == 1].tolist()) == {8}
+    wm = json.loads((run / "world_model_stats.json").read_text())["variants"]
+    assert [e["epoch"] for e in wm["h8-b400-s0"]["epochs"]][:1] == [1]
+    reader = TensorBoardReader(run / "tb").reload()
+    assert {"h4-b400-s0", "h8-b400-s0"} <= set(reader.runs())
