@@ -524,8 +524,15 @@ class Sweep:
         """Writes the capacity dashboard PNGs to ``plots/``; a plotting failure never fails the sweep."""
         from augnes_jax import dashboard
 
+        loader = None
+        if jax.process_count() > 1:
+            def loader(run_dir, variant):
+                # orbax coordinates a checkpoint read across every process, and only process 0
+                # renders: the read would wait for the others forever
+                raise RuntimeError(f"not drawn by a multi-process run; run python -m augnes_jax.dashboard {run_dir}")
         try:
-            dashboard.render(self.run_dir, controller=writer.controller, epsilon=self.cfg.meta.epsilon)
+            dashboard.render(self.run_dir, controller=writer.controller, epsilon=self.cfg.meta.epsilon,
+                             world_model_loader=loader)
         except Exception as e:  # noqa: BLE001 - plots are a convenience on top of the artifacts
             log.warning("capacity dashboard not rendered: %s", e)
 
