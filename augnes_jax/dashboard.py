@@ -28,7 +28,6 @@ import logging
 import math
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -78,19 +77,7 @@ def _save(fig, path: Path) -> Path:
     buf = io.BytesIO()
     # Fast zlib level: the PNGs are small and re-rendered every epoch.
     fig.savefig(buf, format="png", pil_kwargs={"compress_level": 1})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buf.getvalue())
-        os.replace(tmp, path)
-    except OSError as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise files.ArtifactWriteError(e.errno, f"cannot write {path}: {e.strerror}") from e
-    return path
+    return files.write_bytes_atomic(path, buf.getvalue())
 
 
 def _log2_axis(ax, values: Sequence[int], axis: str = "x") -> None:

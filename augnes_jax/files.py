@@ -47,6 +47,11 @@ def to_jsonable(obj: Any) -> Any:
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     """Returns `path` after writing `text` to it atomically (temp file + fsync + rename)."""
+    return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Returns `path` after writing `data` to it atomically (temp file + fsync + rename)."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -54,8 +59,8 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     except OSError as e:
         raise ArtifactWriteError(e.errno, f"cannot write {path}: {e.strerror}") from e
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

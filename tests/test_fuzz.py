@@ -12,19 +12,16 @@ import tempfile
 import warnings
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from augnes_jax import checkpoint as ckpt
 from augnes_jax import infer
-from augnes_jax import world_model as W
 from augnes_jax.config import Config, ConfigError, load_config
 from augnes_jax.judgments import JudgmentError, check_record, read_judgments
+from tests.toy_checkpoint import write_toy_checkpoint
 
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -239,16 +236,7 @@ def test_a_config_error_names_its_key():
 @pytest.fixture(scope="module")
 def model_run(tmp_path_factory):
     """A run directory with one checkpoint: bucket w4 holding h2 and h4 (obs_dim 3, act_dim 2)."""
-    run_dir = tmp_path_factory.mktemp("fuzz_run")
-    wm = W.make_world_model(3, 2, max_width=4, num_layers=1)
-    states = jax.jit(jax.vmap(wm.init))(jax.random.split(jax.random.key(1), 2), jnp.array([2, 4]))
-    variants = [{"name": f"h{h}-b8-s0", "hidden_dim": h, "buffer_size": 8, "seed": 0, "bucket": "w4", "index": i,
-                 "max_width": 4, "mask": [1] * h + [0] * (4 - h), "val_mse": 0.1 * (i + 1)}
-                for i, h in enumerate([2, 4])]
-    meta = {"config": {}, "env": "toy", "obs_dim": 3, "act_dim": 2, "num_layers": 1, "variants": variants}
-    with ckpt.SweepCheckpointer(run_dir / "checkpoints") as saver:
-        saver.save(0, arrays=ckpt.world_model_arrays({"w4": states}), meta=meta)
-    return run_dir
+    return write_toy_checkpoint(tmp_path_factory.mktemp("fuzz_run"), seed=1)
 
 
 _finite = st.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False)

@@ -16,13 +16,11 @@ import sys
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from augnes_jax import checkpoint as ckpt
 from augnes_jax import infer
-from augnes_jax import world_model as W
 from augnes_jax.config import ConfigError, load_config
 from augnes_jax.summaries import TensorBoardReader
 from augnes_jax.sweep import Sweep
@@ -38,6 +36,7 @@ from tests.test_resume import (
     sweep_cmd,
     sweep_env,
 )
+from tests.toy_checkpoint import write_toy_checkpoint
 
 POISONED = "h16-b400-s1"
 
@@ -333,16 +332,7 @@ class _Payload:
 @pytest.fixture(scope="module")
 def small_checkpoint(tmp_path_factory):
     """A run directory with one committed checkpoint of one bucket (w4: h2 and h4)."""
-    run_dir = tmp_path_factory.mktemp("pickle_run")
-    wm = W.make_world_model(3, 2, max_width=4, num_layers=1)
-    states = jax.jit(jax.vmap(wm.init))(jax.random.split(jax.random.key(0), 2), jnp.array([2, 4]))
-    variants = [{"name": f"h{h}-b8-s0", "hidden_dim": h, "buffer_size": 8, "seed": 0, "bucket": "w4", "index": i,
-                 "max_width": 4, "mask": [1] * h + [0] * (4 - h), "val_mse": 0.1 * (i + 1)}
-                for i, h in enumerate([2, 4])]
-    meta = {"config": {}, "env": "toy", "obs_dim": 3, "act_dim": 2, "num_layers": 1, "variants": variants}
-    with ckpt.SweepCheckpointer(run_dir / "checkpoints") as saver:
-        saver.save(0, arrays=ckpt.world_model_arrays({"w4": states}), meta=meta)
-    return run_dir
+    return write_toy_checkpoint(tmp_path_factory.mktemp("pickle_run"), seed=0)
 
 
 @pytest.mark.parametrize("target", ["params/_METADATA", "params/checkpoint", "params/evil.pkl",
