@@ -201,9 +201,7 @@ def check_record(rec: Any) -> tuple[tuple, dict]:
         if math.isnan(reg):
             floats["regret"] = implied
         elif abs(reg - implied) > regret_tolerance(opt, reward):
-            raise ValueError(
-                f"regret {reg!r} contradicts optimal_reward - reward = {implied!r}"
-            )
+            raise ValueError(f"regret {reg!r} contradicts optimal_reward - reward = {implied!r}")
     if math.isnan(floats["advantage"]) and not math.isnan(floats["baseline_reward"]):
         floats["advantage"] = reward - floats["baseline_reward"]
     strs = []
@@ -462,7 +460,7 @@ def make_judgments(
 # Reading: the fast path
 # --------------------------------------------------------------------------------------------
 
-_CHUNK_BYTES = 1 << 22  # lines are parsed in chunks of about 4 MiB
+_CHUNK_BYTES = 1 << 23  # lines are parsed in chunks of about 8 MiB
 _PAD = 64  # zero bytes after the data, so 8-byte reads near its end stay inside the buffer
 _MAX_TEMPLATES = 4  # line layouts tried per chunk before the rest goes line by line
 _MAX_NUM_LEN = 24
@@ -624,18 +622,15 @@ def _template(line: bytes) -> _Template | None:
     return _Template(segments, anchors, fields, literals, keys, quote)
 
 
-def _match(words: np.ndarray, pos: np.ndarray, pattern: bytes) -> np.ndarray:
-    """Returns, per position, whether the bytes at ``pos`` equal ``pattern``."""
-    ok = np.ones(pos.shape, bool)
-    last = words.shape[0] - 1
-    for off in range(0, len(pattern), 8):
-        piece = pattern[off : off + 8]
-        # Positions past the data only arise on lines that fail another check anyway.
-        w = words[np.minimum(pos + off, last)]  # np.take would copy the unaligned view
-        if len(piece) < 8:
-            w &= np.uint64((1 << (8 * len(piece))) - 1)
-        ok &= w == np.uint64(int.from_bytes(piece, "little"))
-    return ok
+def _match(buf: memoryview, pos: np.ndarray, pattern: bytes) -> np.ndarray:
+    """Returns, per position, whether the bytes at ``pos`` equal ``pattern``.
+
+    ``pattern`` holds no zero byte and ``buf`` ends in zero padding, so a position clamped to
+    (or, negative, wrapped around to) the buffer's end never matches.
+    """
+    width = len(pattern)
+    view = np.ndarray((len(buf) - width + 1,), f"S{width}", buffer=buf, strides=(1,))
+    return view[np.minimum(pos, view.shape[0] - 1)] == pattern
 
 
 def _gather(words: np.ndarray, start: np.ndarray, length: np.ndarray, width: int) -> np.ndarray:
@@ -813,6 +808,59 @@ class _Part:
     extra: list
 
 
+def _shared_prefix(buf: memoryview, ls: np.ndarray, f_start: list) -> tuple[int, np.ndarray | None]:
+    """Returns ``(k, same)``: lines whose first k fields repeat the line before them.
+
+    Judgments are written in batches that share a run, a variant, an epoch and their
+    hyperparameters, so a line often starts with the very bytes of the line before it up to
+    some field. ``k`` (from two sampled pairs of neighbouring lines) is the number of leading
+    fields in that shared prefix, and ``same[i]`` says whether line i's prefix equals line
+    i-1's byte for byte: its fields, and the checks on them, are then line i-1's. ``(0, None)``
+    where sharing is too rare to pay for the comparison.
+    """
+    n = ls.shape[0]
+    if n < 8 or not f_start:
+        return 0, None
+    k = 0
+    for i in (0, n // 2):
+        a = bytes(buf[ls[i] : ls[i + 1]])
+        b = bytes(buf[ls[i + 1] : ls[i + 1] + len(a)])
+        common = next(
+            (c for c, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b))
+        )
+        kk = 0
+        while (
+            kk < len(f_start)
+            and f_start[kk][i] - ls[i] <= common
+            and (f_start[kk][i] - ls[i] == f_start[kk][i + 1] - ls[i + 1])
+        ):
+            kk += 1
+        k = max(k, kk - 1)  # field kk-1 starts inside the prefix but may end past it
+    if k <= 0:
+        return 0, None
+    rel = f_start[k] - ls
+    width = int(rel[0])
+    if width <= 0:
+        return 0, None
+    view = np.ndarray((len(buf) - width + 1,), f"S{width}", buffer=buf, strides=(1,))
+    pref = view[np.minimum(ls, view.shape[0] - 1)]
+    same = np.zeros(n, bool)
+    pref = pref.view(np.uint8).reshape(n, width)
+    same[1:] = (rel[1:] == width) & (rel[:-1] == width) & ~(pref[1:] != pref[:-1]).any(axis=1)
+    if n - np.count_nonzero(same) > n // 4:
+        return 0, None
+    return k, same
+
+
+def _expand_list(values: list, counts: np.ndarray) -> list:
+    """Returns ``values[i]`` repeated ``counts[i]`` times, in order."""
+    return list(
+        itertools.chain.from_iterable(
+            itertools.repeat(v, c) for v, c in zip(values, counts.tolist(), strict=True)
+        )
+    )
+
+
 def _fast_lines(ctx: _ChunkScan, rows: np.ndarray, tmpl: _Template) -> _Part | None:
     """Returns the rows among ``rows`` that have layout ``tmpl`` and pass every check."""
     words = ctx.words
@@ -834,62 +882,93 @@ def _fast_lines(ctx: _ChunkScan, rows: np.ndarray, tmpl: _Template) -> _Part | N
             seg_start.append(qq[:, quote] - off)
         else:
             seg_start.append(le - len(tmpl.segments[-1]))
+    f_starts = [seg_start[j] + len(tmpl.segments[j]) for j in range(len(tmpl.fields))]
+    f_lens = [seg_start[j + 1] - f_starts[j] for j in range(len(tmpl.fields))]
+
+    # Fields 0..k-1 (and the segments around them) are read on the lines that start a run of
+    # equal prefixes only, then spread over the run.
+    k, same = _shared_prefix(ctx.buf, ls, f_starts)
+    if k:
+        heads = np.flatnonzero(~same)
+        run_of = np.cumsum(~same) - 1
+        run_len = np.diff(np.append(heads, n))
+
+    def on(j: int, arr: np.ndarray) -> np.ndarray:
+        """Returns field/segment j's per-line array on the lines it is computed on."""
+        return arr[heads] if j < k else arr
+
     ok = seg_start[-1] + len(tmpl.segments[-1]) == le
-    for seg, pos in zip(tmpl.segments, seg_start, strict=True):
-        ok &= _match(words, pos, seg)
+    ok_head = np.ones(heads.shape[0], bool) if k else None
+    for j, (seg, pos) in enumerate(zip(tmpl.segments, seg_start, strict=True)):
+        if j <= k and k:
+            ok_head &= _match(ctx.buf, pos[heads], seg)
+        else:
+            ok &= _match(ctx.buf, pos, seg)
+
+    def check(j: int, cond: np.ndarray) -> None:
+        nonlocal ok
+        if j < k:
+            ok_head[...] &= cond
+        else:
+            ok &= cond
+
+    def spread(j: int, arr):
+        if j >= k:
+            return arr
+        return _expand_list(arr, run_len) if isinstance(arr, list) else arr[run_of]
 
     ints: dict = {}
     floats: dict = {}
     strs: dict = {}
     extra_cols: dict = {}
-    num_keys, num_starts, num_lens = [], [], []
+    num_fields = []
     for j, (key, kind) in enumerate(tmpl.fields):
-        f_start = seg_start[j] + len(tmpl.segments[j])
-        f_len = seg_start[j + 1] - f_start
+        f_start, f_len = on(j, f_starts[j]), on(j, f_lens[j])
         if kind == "num":
             if key in STR_FIELDS:
                 return None  # a number where a string belongs: the careful path names the line
-            num_keys.append(key)
-            num_starts.append(f_start)
-            num_lens.append(f_len)
+            num_fields.append((j, key, f_start, f_len))
         else:
             if key in INT_FIELDS or key in FLOAT_FIELDS:
                 return None
-            ok &= f_len >= 0
+            check(j, f_len >= 0)
             vals = _decode_strings(words, f_start, np.maximum(f_len, 0))
             if vals is None:
                 return None
             if key in STR_FIELDS:
-                strs[key] = vals
+                strs[key] = spread(j, vals)
             else:
-                extra_cols[key] = vals
+                extra_cols[key] = spread(j, vals)
     for key, val in tmpl.literals.items():
         if key in _KNOWN and val is not None:
             return None
         if key not in _KNOWN:
             extra_cols[key] = val
     # Fields of similar width are parsed in one batch: long vectors, little padding.
-    widths = [min(int(f_len.max()), _MAX_NUM_LEN + 1) // 2 for f_len in num_lens]
+    widths = [min(int(f_len.max()), _MAX_NUM_LEN + 1) // 2 for _, _, _, f_len in num_fields]
     for w in sorted(set(widths)):
-        group = [j for j, wj in enumerate(widths) if wj == w]
+        group = [num_fields[i] for i, wi in enumerate(widths) if wi == w]
         values, ivals, is_int, nok = _parse_numbers(
             ctx.buf,
             words,
-            np.concatenate([num_starts[j] for j in group]),
-            np.concatenate([num_lens[j] for j in group]),
+            np.concatenate([f[2] for f in group]),
+            np.concatenate([f[3] for f in group]),
         )
-        for g, j in enumerate(group):
-            key = num_keys[j]
-            sl = slice(g * n, (g + 1) * n)
-            ok &= nok[sl]
+        lo = 0
+        for j, key, f_start, _ in group:
+            sl = slice(lo, lo + f_start.shape[0])
+            lo = sl.stop
+            check(j, nok[sl])
             if key in INT_FIELDS:
-                ok &= is_int[sl] & (ivals[sl] >= 0)
-                ints[key] = ivals[sl]
+                check(j, is_int[sl] & (ivals[sl] >= 0))
+                ints[key] = spread(j, ivals[sl])
             elif key in FLOAT_FIELDS:
-                ok &= np.isfinite(values[sl])
-                floats[key] = values[sl]
+                check(j, np.isfinite(values[sl]))
+                floats[key] = spread(j, values[sl])
             else:
-                extra_cols[key] = (values[sl], ivals[sl], is_int[sl])
+                extra_cols[key] = tuple(spread(j, x) for x in (values[sl], ivals[sl], is_int[sl]))
+    if k:
+        ok &= ok_head[run_of]
 
     if "goal_id" not in ints or "reward" not in floats:
         return None
@@ -963,10 +1042,10 @@ class _LineError(Exception):
 
 @dataclasses.dataclass
 class _ChunkScan:
-    """Positions found in one chunk (all offsets into the whole buffer)."""
+    """Positions found in one chunk (offsets from the chunk's first byte)."""
 
-    buf: bytearray
-    words: np.ndarray
+    buf: memoryview  # the buffer from the chunk's first byte on
+    words: np.ndarray  # 8-byte little-endian words starting at every byte of ``buf``
     starts: np.ndarray  # first byte of each line
     ends: np.ndarray  # its newline
     q: np.ndarray = None  # every quote
@@ -1021,36 +1100,46 @@ def _parse_chunk(
 ) -> tuple[list[_Part], int]:
     """Returns the parsed parts of ``buf[lo:hi]`` (complete lines) and its number of lines."""
     b = data[lo:hi]
-    ends = np.flatnonzero(b == 10) + lo
+    # Positions are relative to the chunk: views of the buffer from ``lo`` on (no copies).
+    cbuf = memoryview(buf)[lo:]
+    cwords = words[lo:]
+    ends = np.flatnonzero(b == 10)
+    n_lines = ends.shape[0]
     starts = np.empty_like(ends)
-    if ends.shape[0]:
-        starts[0] = lo
+    if n_lines:
+        starts[0] = 0
         starts[1:] = ends[:-1] + 1
-    ctx = _ChunkScan(buf, words, starts, ends)
-    rows = np.arange(ends.shape[0])
+    ctx = _ChunkScan(cbuf, cwords, starts, ends)
+    rows = np.arange(n_lines)
     parts: list[_Part] = []
     # Backslash escapes and control characters (tabs, CR, ...) are rare enough to leave to
     # json.loads; everything else the fast path checks byte for byte.
-    if fast and buf.find(b"\\", lo, hi) < 0 and np.count_nonzero(b < 32) == ends.shape[0]:
-        ctx.q = np.flatnonzero(b == 34) + lo
-        qcum = np.searchsorted(ctx.q, ends)
-        ctx.qfirst = np.concatenate([[0], qcum[:-1]]).astype(qcum.dtype)
+    if fast and buf.find(b"\\", lo, hi) < 0 and np.count_nonzero(b < 32) == n_lines:
+        ctx.q = np.flatnonzero(b == 34)
+        qcum = np.searchsorted(ctx.q, ends)  # quotes before each line's newline
+        ctx.qfirst = np.empty_like(qcum)
+        if n_lines:
+            ctx.qfirst[0] = 0
+            ctx.qfirst[1:] = qcum[:-1]
         ctx.qcount = qcum - ctx.qfirst
         for _ in range(_MAX_TEMPLATES):
             if rows.shape[0] == 0:
                 break
             r0 = int(rows[0])
-            tmpl = _template(bytes(buf[starts[r0] : ends[r0]]))
+            tmpl = _template(bytes(cbuf[starts[r0] : ends[r0]]))
             part = None if tmpl is None else _fast_lines(ctx, rows, tmpl)
             if part is None:
                 break
             parts.append(part)
-            rows = np.setdiff1d(rows, part.lines, assume_unique=True)
+            if part.lines.shape[0] == rows.shape[0]:
+                rows = rows[:0]
+            else:
+                rows = np.setdiff1d(rows, part.lines, assume_unique=True)
             if part.lines[0] != r0:
                 break  # the layout's own first line failed a check: json.loads will say why
     if rows.shape[0]:
         parts.append(_careful_lines(ctx, rows))
-    return parts, int(ends.shape[0])
+    return parts, int(n_lines)
 
 
 def _assemble(parts: list[_Part], path: str) -> Judgments:

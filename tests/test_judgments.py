@@ -370,6 +370,87 @@ def test_fast_reader_equals_json_loads_line_by_line(lines, chunk, workers):
         assert fast.goal_id.tolist() == [r["goal_id"] for r in recs]
 
 
+@st.composite
+def batched_files(draw):
+    """Returns lines written in batches that share their leading fields, as a sweep writes
+    them, with at most one line whose shared prefix is corrupted (same length or not)."""
+    lines = []
+    for _ in range(draw(st.integers(1, 4))):
+        prefix = {
+            "schema": 1,
+            "ts": draw(st.sampled_from(["2026-01-01T00:00:00Z", "2026-01-01T00:00:01Z"])),
+            "variant": draw(st.sampled_from(["h8-s0", "h9-s0", "h16-s1"])),
+            "seed": draw(st.sampled_from([0, 1, 7])),
+            "epoch": draw(st.integers(0, 12)),
+        }
+        for _ in range(draw(st.integers(1, 40))):
+            reward = draw(st.floats(-100, 100, allow_nan=False, width=32))
+            optimal = draw(st.floats(-100, 100, allow_nan=False, width=32))
+            rec = {**prefix, "episode": draw(st.integers(0, 999)), "goal_id": draw(st.integers(0, 9)),
+                   "reward": reward, "optimal_reward": optimal, "regret": optimal - reward}  # fmt: skip
+            lines.append(json.dumps(rec, separators=(",", ":")))
+    corrupt = draw(st.sampled_from([None, ('"seed":', '"seed":-'), ('"seed":', '"seed":x'),
+                                    ('"h', '"H'), ('"epoch":', '"epoch":1'), ('1,"ts"', '2,"ts"')]))  # fmt: skip
+    if corrupt is not None:
+        i = draw(st.integers(0, len(lines) - 1))
+        lines[i] = lines[i].replace(*corrupt, 1)
+    return lines
+
+
+def outcome(path, **kw):
+    try:
+        return read_judgments(path, **kw)
+    except JudgmentError as e:
+        return str(e)
+
+
+@settings(max_examples=60, deadline=None)
+@given(batched_files(), st.sampled_from([2048, 1 << 22]), st.sampled_from([1, 2]))
+def test_fast_reader_with_shared_prefixes_equals_json_loads(lines, chunk, workers):
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "j.jsonl")
+        write_lines(path, lines)
+        old = J._CHUNK_BYTES
+        J._CHUNK_BYTES = chunk
+        try:
+            fast = outcome(path, workers=workers)
+        finally:
+            J._CHUNK_BYTES = old
+        careful = outcome(path, fast=False)
+        if isinstance(careful, str):
+            assert fast == careful
+        else:
+            assert_same(fast, careful)
+
+
+def test_shared_prefix_reads_each_run_once(tmp_path):
+    """A sweep-like file is read through the shared-prefix path, and a bad run head is named."""
+    path = tmp_path / "j.jsonl"
+    head = '{"schema":1,"variant":"h8","seed":%s,"epoch":3,"episode":%d,"goal_id":%d,"reward":%s,"regret":1}'
+    lines = [head % ("0", i, i % 4, f"{i / 8:.3f}") for i in range(64)]
+    write_lines(path, lines)
+    calls = []
+    real = J._shared_prefix
+
+    def spy(*a):
+        k, same = real(*a)
+        calls.append((k, None if same is None else int((~same).sum())))
+        return k, same
+
+    J._shared_prefix = spy
+    try:
+        j = read_judgments(path)
+    finally:
+        J._shared_prefix = real
+    assert calls == [(4, 1)]  # schema, variant, seed and epoch shared; one run
+    assert j.seed.tolist() == [0] * 64 and j.epoch.tolist() == [3] * 64
+    assert j.episode.tolist() == list(range(64)) and j.reward[9] == 1.125
+    # the same file with every seed negative: the run head's line is the one named
+    write_lines(path, [line.replace('"seed":0', '"seed":-1') for line in lines])
+    with pytest.raises(JudgmentError, match=rf"^{path}:1: seed must be a non-negative integer"):
+        read_judgments(path)
+
+
 def test_fast_path_handles_the_numbers_json_allows(tmp_path):
     tokens = ["0", "-0", "7", "-12", "0.5", "-0.0", "1e3", "1E-3", "2.5e+10", "123456789012345678",
               "0.1", "9007199254740993", "1.7976931348623157e308", "5e-324", "0.30000000000000004",
