@@ -439,11 +439,16 @@ def _predict(model: Any, obs: np.ndarray, action: np.ndarray) -> np.ndarray:
     return pred
 
 
-def _pick_models(d: _Data) -> list[tuple[str, VariantEvidence]]:
+def _pick_models(d: _Data) -> list[tuple[str, list[VariantEvidence]]]:
+    """Returns the roles drawn ("best", "smallest"), each with its candidates in order of preference.
+
+    Later candidates stand in where an earlier one is not in the checkpoint (an ``auto`` run
+    renames the variants it grows).
+    """
     if not d.evidence:
         return []
-    best = min(d.evidence, key=lambda e: (e.avg_regret, e.hidden_dim, e.name))
-    smallest = min(d.evidence, key=lambda e: (e.num_params or e.hidden_dim, e.hidden_dim, e.buffer_size, e.avg_regret))
+    best = sorted(d.evidence, key=lambda e: (e.avg_regret, e.hidden_dim, e.name))
+    smallest = sorted(d.evidence, key=lambda e: (e.num_params or e.hidden_dim, e.hidden_dim, e.buffer_size, e.avg_regret))
     return [("best", best), ("smallest", smallest)]
 
 
@@ -457,10 +462,22 @@ def _plot_transition(
     if not picks:
         log.warning("transition_pattern.png skipped: no evidence to pick a model from")
         return None
+    from augnes_jax.checkpoint import UnknownVariantError
+
     panels = []
-    for role, ev in picks:
+    for role, candidates in picks:
+        for i, ev in enumerate(candidates):
+            try:
+                model = loader(run_dir, ev.name)
+                break
+            except UnknownVariantError as e:
+                if i + 1 == len(candidates):
+                    log.warning("transition_pattern.png skipped: no variant of the run is in its checkpoint (%s)", e)
+                    return None
+            except Exception as e:  # a missing or unreadable checkpoint must not cost the other plots
+                log.warning("transition_pattern.png skipped: cannot load %s (%s: %s)", ev.name, type(e).__name__, e)
+                return None
         try:
-            model = loader(run_dir, ev.name)
             env = env_factory(model.meta["env"])
             slicer = getattr(env, "transition_slice", None)
             if slicer is None:
@@ -631,7 +648,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(f"RUN_DIR {run_dir}: no such directory")
     if not has_tensorboard_runs(run_dir / "tb"):
         return fail(f"{run_dir / 'tb'}: no TensorBoard runs")
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", force=True)
     try:
         paths = render(run_dir, out_dir=args.out, epsilon=args.epsilon)
     except ConfigError as e:

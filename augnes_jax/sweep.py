@@ -572,7 +572,8 @@ def _fail(msg: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Runs the sweep CLI; returns the exit status (2 for bad input, nothing written)."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # force: importing orbax already gave the root logger a bare handler (absl calls basicConfig)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True)
     for noisy in ("jax", "absl", "orbax", "tensorboard"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     from augnes_jax.checkpoint import CheckpointError

@@ -538,6 +538,7 @@ class SweepWriter:
         if self.primary:
             files.write_json_atomic(self.run_dir / "sweep_state.json", {
                 **files.read_json(self.run_dir / "sweep_state.json"), "growth": sweep.growth,
+                "collection": self.collection,  # the grown names carry their predecessors' history
                 "diverged": {d: self.diverged_at.get(d, epoch) for d in sorted(sweep.diverged)}})
 
     def _latest_val_mse(self, name: str) -> float | None:

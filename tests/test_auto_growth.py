@@ -29,3 +29,5 @@ def test_auto_mode_grows_from_the_start_width_and_records_it(tmp_path):
     assert [e["epoch"] for e in wm["h8-b400-s0"]["epochs"]][:1] == [1]
     reader = TensorBoardReader(run / "tb").reload()
     assert {"h4-b400-s0", "h8-b400-s0"} <= set(reader.runs())
+    # the dashboard draws the grown models (the start width's names are gone from the checkpoint)
+    assert (run / "plots" / "transition_pattern.png").stat().st_size > 0

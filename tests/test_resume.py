@@ -194,6 +194,7 @@ def test_allowed_change_extends_the_run_and_keeps_its_past(reference, tmp_path_f
            "--resume", "--allow-change", "epochs", "epochs=4"]  # the rest comes from the run's config.yaml
     res = subprocess.run(cmd, env=sweep_env(tmp_path_factory), capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
+    assert f"INFO augnes_jax.sweep: resuming {finished_copy} at epoch 3 of 4" in res.stderr  # the log reaches the user
     got = [strip(json.loads(x)) for x in (finished_copy / "judgments.jsonl").read_text().splitlines()]
     assert got[: len(reference["judgments"])] == reference["judgments"]
     assert {(r["variant"], r["episode"]) for r in got if r["epoch"] == 3} == {
@@ -239,3 +240,28 @@ def test_rebuilt_ledger_adds_epoch_by_epoch_in_episode_order():
     assert counts.tolist() == [4.0, 1.0] and sums.tolist() == [goal0, 2.5]
     counts, sums = writer.ledger["h8-b8-s0"]  # handed on when it grew at epoch 1, then epoch 2 added
     assert counts.tolist() == [4.0, 2.0] and sums.tolist() == [goal0, 3.0]
+
+
+AUTO_CFG = [x for x in TINY if not x.startswith(("epochs=", "variants.hidden_dims="))] + [
+    "epochs=3", "variants.capacity_mode=auto", "variants.auto_start_hidden_dim=4",
+    "variants.auto_max_hidden_dim=16", "meta.last_k_epochs=1"]
+
+
+def test_auto_mode_killed_after_growth_resumes_to_the_same_run(tmp_path_factory, tmp_path):
+    """A run that grew its widths, killed after the next epoch's judgments, resumes with the grown
+    variants and ends where an uninterrupted run ends."""
+    env = sweep_env(tmp_path_factory)
+    ref_dir = tmp_path / "reference"
+    subprocess.run(sweep_cmd(ref_dir, cfg=AUTO_CFG), env=env, check=True, capture_output=True, timeout=600)
+    growth = json.loads((ref_dir / "decision.json").read_text())["growth"]
+    assert growth and min(g["epoch"] for g in growth) == 0  # grown after the first epoch
+
+    run_dir = tmp_path / "run"
+    per_epoch = 2 * EPISODES  # two seeds
+    kill_when(sweep_cmd(run_dir, cfg=AUTO_CFG), env, run_dir, lambda d: _judgment_lines(d) >= 2 * per_epoch, 0.0)
+    assert _judgment_lines(run_dir) < 3 * per_epoch  # stopped before the end
+    res = subprocess.run(sweep_cmd(run_dir, "--resume", cfg=AUTO_CFG), env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert_same(artifacts(ref_dir), artifacts(run_dir))
+    assert json.loads((run_dir / "decision.json").read_text())["growth"] == growth
