@@ -10,6 +10,9 @@ batch 256 on a 10k-transition ring buffer and prints ONE JSON object:
   this machine's f32 matmul peak, measured here with large jitted matmuls: against the best
   peak seen in the whole run (conservative) and against a peak probe interleaved with the
   width's own timings (same load, for a shared machine); the 1-minute load average is reported;
+* the same GFLOP/s as a fraction of what XLA's matmul reaches on the width's own shapes
+  (a chain of ``[256, h] @ [h, h]``): at small widths that, not the square-matmul peak, is
+  the ceiling;
 * one vmapped bucket (8 variants of width 64) to show the sweep's batched throughput.
 
 Usage: ``python benchmarks/bench_world_model.py [--widths 32,64,256,1024] [--quick]``
@@ -57,6 +60,24 @@ def peak_probe(n: int):
         return out
 
     return lambda: 2 * n**3 / (_timed(run, 1)[0] / inner) / 1e9
+
+
+def shape_probe(hidden: int):
+    """Returns a function that times a chain of ``[BATCH, hidden] @ [hidden, hidden]`` matmuls.
+
+    These are the hidden layer's own shapes: the GFLOP/s it gives is the most a training step
+    of this width can reach with XLA's matmul (the square-matmul peak needs far larger shapes).
+    """
+    w = jnp.linalg.qr(jax.random.normal(jax.random.key(hidden), (hidden, hidden)))[0]  # norm-preserving
+    x0 = jax.random.normal(jax.random.key(hidden + 1), (BATCH, hidden), jnp.float32)
+    length = max(10, min(2000, int(2e10 / (2 * BATCH * hidden * hidden))))
+
+    @jax.jit
+    def chain(x):
+        return jax.lax.scan(lambda x, _: (x @ w, None), x, None, length=length)[0]
+
+    jax.block_until_ready(chain(x0))
+    return lambda: 2 * BATCH * hidden * hidden * length / _timed(lambda: chain(x0), 1)[0] / 1e9
 
 
 def matmul_peak(sizes: tuple[int, ...], repeats: int) -> dict:
@@ -131,11 +152,13 @@ def bench_width(hidden: int, data, steps: int, loop_steps: int, repeats: int, pr
     jax.block_until_ready(one_step(state, buf, keys[0]))  # compile
     # Interleaved with each other and with a matmul-peak probe, so all three see the same load
     # on a shared machine.
-    scan_times, loop_times, peaks = [], [], []
+    same_shape = shape_probe(hidden)
+    scan_times, loop_times, peaks, shaped = [], [], [], []
     for _ in range(repeats):
         scan_times += _timed(run_epoch, 1)
         loop_times += _timed(run_loop, 1)
         peaks.append(probe())
+        shaped.append(same_shape())
 
     sps = steps * BATCH / min(scan_times)
     sps_med = steps * BATCH / statistics.median(scan_times)
@@ -153,6 +176,8 @@ def bench_width(hidden: int, data, steps: int, loop_steps: int, repeats: int, pr
         "gflops": round(gflops, 2),
         "matmul_peak_same_window_gflops": round(max(peaks), 2),
         "fraction_of_same_window_peak": round(gflops / max(peaks), 3),
+        "matmul_at_this_width_gflops": round(max(shaped), 2),
+        "fraction_of_matmul_at_this_width": round(gflops / max(shaped), 3),
         "final_train_loss": float(holder["metrics"]["train_loss"]),
     }
 
