@@ -453,13 +453,24 @@ class Sweep:
             cfg.env.episode_length, max(self.settings.k_steps))
 
     # -- one epoch -----------------------------------------------------------------------
-    def run_epoch(self, epoch: int) -> dict[str, Any]:
+    def run_epoch(self, epoch: int, timings: dict[str, float] | None = None) -> dict[str, Any]:
         """Returns host copies of everything epoch ``epoch`` computed (runs the jitted calls).
 
         Per-variant outputs keep the padded variant axis; readers index them by
-        ``variant.index`` and never look past ``len(bucket.variants)``.
+        ``variant.index`` and never look past ``len(bucket.variants)``. With ``timings`` (for
+        benchmarks) every phase is waited for and its seconds are added under its name
+        (``collect``, ``train``, ``evaluate``, ``control``, ``reference``).
         """
         cfg = self.cfg
+
+        def phase(name: str, fn, *args, **kwargs):
+            if timings is None:
+                return fn(*args, **kwargs)
+            t0 = time.perf_counter()
+            value = jax.block_until_ready(fn(*args, **kwargs))
+            timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
+            return value
+
         use_random = epoch < cfg.planner.random_collect_epochs
         keys_eval, goals_eval = eval_episodes(cfg.seed, epoch, self.goal_ids, cfg.planner.episodes_per_goal)
         out: dict[str, Any] = {"buckets": []}
@@ -467,13 +478,14 @@ class Sweep:
             probs = r.pad(np.stack([self._goal_probs(v) for v in r.bucket.variants]).astype(np.float32))
             keys_c, keys_t, probs_d = self._shard((variant_keys(cfg.seed, r.seeds, _COLLECT, epoch),
                                                    variant_keys(cfg.seed, r.seeds, _TRAIN, epoch), jnp.asarray(probs)))
-            r.buffers, counts = r.fns.collect(r.states, r.buffers, keys_c, probs_d, use_random=use_random)
-            r.states, train_metrics = r.fns.train(r.states, r.buffers, keys_t)
-            one_step, k_step = r.fns.evaluate(r.states, self.val)
-            returns = r.fns.control(r.states, jax.random.clone(keys_eval), goals_eval)
+            r.buffers, counts = phase("collect", r.fns.collect, r.states, r.buffers, keys_c, probs_d,
+                                      use_random=use_random)
+            r.states, train_metrics = phase("train", r.fns.train, r.states, r.buffers, keys_t)
+            one_step, k_step = phase("evaluate", r.fns.evaluate, r.states, self.val)
+            returns = phase("control", r.fns.control, r.states, jax.random.clone(keys_eval), goals_eval)
             out["buckets"].append({"counts": counts, "train": train_metrics, "one_step": one_step,
                                    "k_step": k_step, "returns": returns, "probs": probs})
-        optimal, baseline = self.reference(jax.random.clone(keys_eval), goals_eval)
+        optimal, baseline = phase("reference", self.reference, jax.random.clone(keys_eval), goals_eval)
         out["optimal"], out["baseline"], out["goals"] = optimal, baseline, goals_eval
         return host_copy(out)
 

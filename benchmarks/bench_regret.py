@@ -6,7 +6,8 @@ process (count, sum and a two-pass M2 in float64: the moments bincount can give;
 via ``np.minimum.at`` are timed separately), with the largest errors against float64.
 
 Ingestion: ``read_judgments`` on a 1M-line judgments.jsonl written by ``JudgmentWriter`` into
-a temporary directory, in lines/s, against a stdlib ``json.loads`` line loop.
+a temporary directory, in lines/s, against a stdlib ``json.loads`` line loop; and on the same
+log with a timestamp of its own on every line (nothing shared between neighbouring lines).
 
     python benchmarks/bench_regret.py [--quick]
 """
@@ -97,8 +98,13 @@ def bench_aggregation(n: int, num_goals: int, repeats: int) -> dict:
     }
 
 
-def write_judgments_file(path: Path, lines: int) -> float:
-    """Returns seconds spent writing ``lines`` judgments through JudgmentWriter."""
+def write_judgments_file(path: Path, lines: int, *, per_line_ts: bool = False) -> float:
+    """Returns seconds spent writing ``lines`` judgments through JudgmentWriter.
+
+    As a sweep writes them, every batch of 100k shares its run, variant, epoch and timestamp;
+    ``per_line_ts`` gives each line its own timestamp instead, as a log written one episode at
+    a time by another system would.
+    """
     rng = np.random.default_rng(1)
     batch = 100_000
     t = time.perf_counter()
@@ -109,14 +115,16 @@ def write_judgments_file(path: Path, lines: int) -> float:
             optimal = reward + np.abs(rng.normal(2, 1, n)).astype(np.float32)
             baseline = reward - rng.normal(5, 1, n).astype(np.float32)
             seed = (lo // batch) % 3
-            w.append(
-                make_judgments(
+            recs = make_judgments(
                     rng.integers(0, 10, n), reward, optimal, baseline, np.arange(lo, lo + n),
                     run="bench", variant=f"h64-b10000-s{seed}", hidden_dim=64,
                     buffer_size=10000, seed=seed, epoch=lo // batch, strategy="cem",
                     oracle="value_iteration",
                 )  # fmt: skip
-            )
+            if per_line_ts:
+                for i, rec in enumerate(recs, lo):
+                    rec["ts"] = f"2026-01-01T{i // 3_600_000 % 24:02d}:{i // 60_000 % 60:02d}:{i // 1000 % 60:02d}.{i % 1000:03d}Z"
+            w.append(recs)
     return time.perf_counter() - t
 
 
@@ -138,6 +146,10 @@ def bench_ingestion(lines: int, repeats: int) -> dict:
         stdlib_loop(path)  # one run: it is the slow side
         t_std = time.perf_counter() - t
         assert len(read_judgments(path)) == lines
+        path.unlink()
+        write_judgments_file(path, lines, per_line_ts=True)
+        path.read_bytes()
+        t_unique = best_of(lambda: read_judgments(path), repeats)
     return {
         "lines": lines,
         "file_mb": size / 1e6,
@@ -145,6 +157,7 @@ def bench_ingestion(lines: int, repeats: int) -> dict:
         "read_judgments_s": t_fast,
         "read_judgments_lines_per_s": lines / t_fast,
         "read_judgments_1_thread_lines_per_s": lines / t_fast1,
+        "read_judgments_per_line_ts_lines_per_s": lines / t_unique,
         "stdlib_json_loop_s": t_std,
         "stdlib_json_loop_lines_per_s": lines / t_std,
         "speedup_vs_stdlib": t_std / t_fast,

@@ -28,8 +28,9 @@ from augnes_jax.config import load_config  # noqa: E402
 from augnes_jax.sweep import Sweep  # noqa: E402
 
 
-def epoch_time(cfg, *, epochs: int = 2) -> tuple[float, Sweep]:
-    """Returns the best warm epoch time (s) of a sweep built from ``cfg`` (no I/O)."""
+def epoch_time(cfg, *, epochs: int = 2) -> tuple[float, Sweep, dict[str, float]]:
+    """Returns the best warm epoch time (s) of a sweep built from ``cfg`` (no I/O), the sweep,
+    and the seconds of each phase of one more warm epoch, every phase waited for."""
     sweep = Sweep(cfg, "/nonexistent", progress=False)
     sweep.ledger = {}
     sweep._build()
@@ -39,7 +40,9 @@ def epoch_time(cfg, *, epochs: int = 2) -> tuple[float, Sweep]:
         t0 = time.perf_counter()
         jax.block_until_ready(sweep.run_epoch(cfg.planner.random_collect_epochs + e))
         best = min(best, time.perf_counter() - t0)
-    return best, sweep
+    phases: dict[str, float] = {}
+    sweep.run_epoch(cfg.planner.random_collect_epochs + epochs, timings=phases)
+    return best, sweep, phases
 
 
 def main() -> None:
@@ -53,17 +56,20 @@ def main() -> None:
     n_variants = len(v.hidden_dims) * len(v.buffer_sizes) * len(v.seeds)
 
     masked_cfg = dataclasses.replace(cfg, variants=dataclasses.replace(v, bucket_ratio=1_000_000))
-    t_masked, s_masked = epoch_time(masked_cfg, epochs=args.epochs)
-    t_bucket, s_bucket = epoch_time(cfg, epochs=args.epochs)
+    t_masked, s_masked, _ = epoch_time(masked_cfg, epochs=args.epochs)
+    t_bucket, s_bucket, ph_bucket = epoch_time(cfg, epochs=args.epochs)
 
     t_seq = 0.0
+    ph_seq: dict[str, float] = {}
     for h in v.hidden_dims:
         for b in v.buffer_sizes:
             for s in v.seeds:
                 one = dataclasses.replace(cfg, variants=dataclasses.replace(
                     v, hidden_dims=(h,), buffer_sizes=(b,), seeds=(s,)))
-                t, _ = epoch_time(one, epochs=args.epochs)
+                t, _, ph = epoch_time(one, epochs=args.epochs)
                 t_seq += t
+                for k, x in ph.items():
+                    ph_seq[k] = ph_seq.get(k, 0.0) + x
 
     emit({
         "benchmark": "sweep_epoch",
@@ -78,6 +84,12 @@ def main() -> None:
         "useful_flop_fraction": {"vmapped_masked": s_masked.flop_fraction, "vmapped_buckets": s_bucket.flop_fraction,
                                  "sequential": 1.0},
         "variant_epochs_per_s": {"vmapped_buckets": n_variants / t_bucket, "sequential": n_variants / t_seq},
+        # Where the time goes (one more warm epoch, each phase waited for): a phase that costs the
+        # buckets about what it costs the variants one by one is compute-bound; the reference
+        # (oracle and baseline episodes) is computed once per epoch by the sweep, once per
+        # variant in sequence.
+        "phase_s": {"vmapped_buckets": {k: round(x, 3) for k, x in ph_bucket.items()},
+                    "sequential": {k: round(x, 3) for k, x in ph_seq.items()}},
     })
 
 
