@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 
 from augnes_jax import judgments as J
+from augnes_jax import judgments_parse as P
 from augnes_jax.judgments import JudgmentError, JudgmentWriter, make_judgments, read_judgments
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -113,8 +114,8 @@ def test_writer_output_is_read_entirely_by_the_fast_path(tmp_path, monkeypatch):
             w.append(make_judgments(rng.integers(0, 5, 500), r, r + 1e-3, r - 7, np.arange(500),
                                     variant=f"h{8 << epoch}-b100-s0", epoch=epoch, ts=f"t{epoch}"))  # fmt: skip
     fallback = []
-    careful = J._careful_lines
-    monkeypatch.setattr(J, "_careful_lines", lambda ctx, rows: fallback.append(rows) or careful(ctx, rows))
+    careful = P._careful_lines
+    monkeypatch.setattr(P, "_careful_lines", lambda ctx, rows: fallback.append(rows) or careful(ctx, rows))
     monkeypatch.setattr(J, "_CHUNK_BYTES", 4096)
     fast = read_judgments(path)
     assert fallback == [] and len(fast) == 1500
@@ -430,18 +431,18 @@ def test_shared_prefix_reads_each_run_once(tmp_path):
     lines = [head % ("0", i, i % 4, f"{i / 8:.3f}") for i in range(64)]
     write_lines(path, lines)
     calls = []
-    real = J._shared_prefix
+    real = P._shared_prefix
 
     def spy(*a):
         k, same = real(*a)
         calls.append((k, None if same is None else int((~same).sum())))
         return k, same
 
-    J._shared_prefix = spy
+    P._shared_prefix = spy
     try:
         j = read_judgments(path)
     finally:
-        J._shared_prefix = real
+        P._shared_prefix = real
     assert calls == [(4, 1)]  # schema, variant, seed and epoch shared; one run
     assert j.seed.tolist() == [0] * 64 and j.epoch.tolist() == [3] * 64
     assert j.episode.tolist() == list(range(64)) and j.reward[9] == 1.125
