@@ -191,15 +191,23 @@ def _template(line: bytes) -> _Template | None:
     return _Template(segments, anchors, fields, literals, keys, quote)
 
 
-def _match(buf: memoryview, pos: np.ndarray, pattern: bytes) -> np.ndarray:
-    """Returns, per position, whether the bytes at ``pos`` equal ``pattern``.
+def _match(
+    buf: memoryview, pos: np.ndarray, pattern: bytes, ls: np.ndarray, le: np.ndarray
+) -> np.ndarray:
+    """Returns, per line, whether the bytes at ``pos`` equal ``pattern`` inside ``[ls, le)``.
 
-    ``pattern`` holds no zero byte and ``buf`` ends in zero padding, so a position clamped to
-    (or, negative, wrapped around to) the buffer's end never matches.
+    Only lines the pattern fits in are read, so the bytes gathered never exceed the lines'
+    own (a long segment against many short lines would otherwise cost lines x segment).
     """
     width = len(pattern)
     view = np.ndarray((len(buf) - width + 1,), f"S{width}", buffer=buf, strides=(1,))
-    return view[np.minimum(pos, view.shape[0] - 1)] == pattern
+    fits = (pos >= ls) & (pos + width <= le)
+    if fits.all():
+        return view[pos] == pattern
+    out = np.zeros(pos.shape, bool)
+    idx = np.flatnonzero(fits)
+    out[idx] = view[pos[idx]] == pattern
+    return out
 
 
 def _gather(words: np.ndarray, start: np.ndarray, length: np.ndarray, width: int) -> np.ndarray:
@@ -411,11 +419,13 @@ def _shared_prefix(buf: memoryview, ls: np.ndarray, f_start: list) -> tuple[int,
     width = int(rel[0])
     if width <= 0:
         return 0, None
+    # Only lines whose field k starts where line 0's does can share its prefix; reading just
+    # those keeps the bytes gathered within the lines' own.
+    idx = np.flatnonzero(rel == width)
     view = np.ndarray((len(buf) - width + 1,), f"S{width}", buffer=buf, strides=(1,))
-    pref = view[np.minimum(ls, view.shape[0] - 1)]
+    pref = view[ls[idx]].view(np.uint8).reshape(-1, width)
     same = np.zeros(n, bool)
-    pref = pref.view(np.uint8).reshape(n, width)
-    same[1:] = (rel[1:] == width) & (rel[:-1] == width) & ~(pref[1:] != pref[:-1]).any(axis=1)
+    same[idx[1:]] = (idx[1:] == idx[:-1] + 1) & ~(pref[1:] != pref[:-1]).any(axis=1)
     if n - np.count_nonzero(same) > n // 4:
         return 0, None
     return k, same
@@ -470,9 +480,9 @@ def _fast_lines(ctx: ChunkScan, rows: np.ndarray, tmpl: _Template) -> Part | Non
     ok_head = np.ones(heads.shape[0], bool) if k else None
     for j, (seg, pos) in enumerate(zip(tmpl.segments, seg_start, strict=True)):
         if j <= k and k:
-            ok_head &= _match(ctx.buf, pos[heads], seg)
+            ok_head &= _match(ctx.buf, pos[heads], seg, ls[heads], le[heads])
         else:
-            ok &= _match(ctx.buf, pos, seg)
+            ok &= _match(ctx.buf, pos, seg, ls, le)
 
     def check(j: int, cond: np.ndarray) -> None:
         nonlocal ok

@@ -480,3 +480,23 @@ def test_large_goal_ids_and_int64_limits(tmp_path):
     write_lines(path, [f'{{"goal_id":{big + 1},"reward":1,"regret":1}}'] * 3)
     with pytest.raises(JudgmentError, match=r":1: goal_id must be a non-negative integer"):
         read_judgments(path)
+
+
+def test_fast_path_memory_stays_near_the_file_size(tmp_path):
+    """A long fixed segment in the first lines and many short lines with as many quotes: the
+    checks read only bytes the lines hold (gathering the segment for every line took 380 MB)."""
+    import tracemalloc
+
+    path = tmp_path / "j.jsonl"
+    key = "K" * 40_000
+    lines = [f'{{"{key}": 1, "goal_id": 0, "reward": {r}, "optimal_reward": 1}}' for r in (0.5, 0.25)]
+    lines += [f'{{"k": 1, "goal_id": {i}, "reward": 0.5, "optimal_reward": 1}}' for i in range(5000)]
+    write_lines(path, lines)
+    tracemalloc.start()
+    try:
+        j = read_judgments(path, workers=1)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 80 * 2**20, peak  # the file is 0.4 MB
+    assert_same(j, read_judgments(path, fast=False))
