@@ -631,7 +631,7 @@ def _controller_for(run_dir: Path, epsilon: float | None) -> MetaJudgmentControl
 def main(argv: Sequence[str] | None = None) -> int:
     """Returns the exit status of ``python -m augnes_jax.dashboard RUN_DIR [--out DIR]``."""
     from augnes_jax.config import ConfigError
-    from augnes_jax.meta import _positive_float, has_tensorboard_runs
+    from augnes_jax.meta import _positive_float, run_dir_problem
 
     parser = argparse.ArgumentParser(prog="python -m augnes_jax.dashboard", description="Write the capacity dashboard PNGs.")
     parser.add_argument("run_dir", metavar="RUN_DIR")
@@ -644,10 +644,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
     run_dir = Path(args.run_dir)
-    if not run_dir.is_dir():
-        return fail(f"RUN_DIR {run_dir}: no such directory")
-    if not has_tensorboard_runs(run_dir / "tb"):
-        return fail(f"{run_dir / 'tb'}: no TensorBoard runs")
+    if (problem := run_dir_problem(run_dir)) is not None:
+        return fail(problem)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", force=True)
     try:
         paths = render(run_dir, out_dir=args.out, epsilon=args.epsilon)

@@ -917,6 +917,15 @@ def has_tensorboard_runs(tb_root: Path) -> bool:
     return any(p.is_dir() and any(q.name.startswith("events.out.tfevents") for q in p.iterdir()) for p in tb_root.iterdir())
 
 
+def run_dir_problem(run_dir: Path) -> str | None:
+    """Returns why ``run_dir`` cannot be read as a sweep's run directory (one line), or None."""
+    if not run_dir.is_dir():
+        return f"RUN_DIR {run_dir}: no such directory"
+    if not has_tensorboard_runs(run_dir / "tb"):
+        return f"{run_dir / 'tb'}: no TensorBoard runs"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Returns the exit status of ``python -m augnes_jax.meta RUN_DIR [...]``."""
     parser = argparse.ArgumentParser(prog="python -m augnes_jax.meta", description=__doc__.splitlines()[0])
@@ -935,10 +944,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
     run_dir = Path(args.run_dir)
-    if not run_dir.is_dir():
-        return fail(f"RUN_DIR {run_dir}: no such directory")
-    if not has_tensorboard_runs(run_dir / "tb"):
-        return fail(f"{run_dir / 'tb'}: no TensorBoard runs")
+    if (problem := run_dir_problem(run_dir)) is not None:
+        return fail(problem)
     from augnes_jax.config import ConfigError
 
     try:
