@@ -235,6 +235,33 @@ def test_two_processes_write_once_and_agree_with_one_device(runs):
         assert_same(a[name]["epochs"][0], b[name]["epochs"][0], name)
 
 
+@pytest.mark.slow
+def test_two_processes_resume_and_agree_with_one_device(runs, tmp_path):
+    """The finished two-process run, extended by one epoch with ``--resume`` on two processes,
+    holds the single-device run's two epochs; process 1 still writes nothing but checkpoints."""
+    dirs, _ = runs
+    port = str(_free_port())
+    started = []
+    for pid in (0, 1):
+        env = _worker_env(2, JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES="2",
+                          JAX_PROCESS_ID=str(pid))
+        args = ["process", str(dirs["mp"]), "--resume", "--allow-change", "epochs", *BASE, "epochs=2"]
+        started.append(_start(tmp_path, f"resume{pid}", args, env))
+    results = _finish(tmp_path, started, timeout=480)
+    p0, p1 = results["resume0"], results["resume1"]
+    assert (p0["rc"], p1["rc"]) == (0, 0)
+    assert p1["writes"] == [], p1["writes"]
+    assert "judgments.jsonl" in p0["writes"]
+    assert (dirs["mp"] / "checkpoints" / "1" / "commit_success.txt").exists()
+    assert_same(_judgments(dirs["one"]), _judgments(dirs["mp"]), "judgments")
+    a = _json(dirs["one"] / "world_model_stats.json")["variants"]
+    b = _json(dirs["mp"] / "world_model_stats.json")["variants"]
+    for name in a:
+        assert [e["epoch"] for e in b[name]["epochs"]] == [0, 1]
+        for ea, eb in zip(a[name]["epochs"], b[name]["epochs"], strict=True):
+            assert_same(ea, eb, name)
+
+
 # ----------------------------------------------------------------------------- units
 
 
