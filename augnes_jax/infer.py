@@ -59,10 +59,14 @@ def parse_vector(text: str, arg: str) -> np.ndarray:
             values.append(float(t))
         except ValueError:
             raise InputError(f"{arg}: {t!r} is not a number") from None
-    out = np.asarray(values, np.float32)
-    if not np.all(np.isfinite(out)):
-        raise InputError(f"{arg}: values must be finite, got {text!r}")
-    return out
+    return _float32(np.asarray(values, np.float64), f"{arg}: values must be finite float32 numbers, got {text!r}")
+
+
+def _float32(x: np.ndarray, message: str) -> np.ndarray:
+    """Returns ``x`` as float32, or raises InputError(message) where a value is not finite in it."""
+    if not np.all(np.isfinite(x)) or np.any(np.abs(x) > np.finfo(np.float32).max):
+        raise InputError(message)
+    return x.astype(np.float32)
 
 
 def read_matrix(path: str, arg: str) -> np.ndarray:
@@ -88,9 +92,7 @@ def read_matrix(path: str, arg: str) -> np.ndarray:
         data = data[None, :]
     if data.ndim != 2 or data.shape[0] == 0:
         raise InputError(f"{arg}: {path}: expected a non-empty 2-D array, got shape {data.shape}")
-    if not np.all(np.isfinite(data)):
-        raise InputError(f"{arg}: {path}: values must be finite")
-    return data.astype(np.float32)
+    return _float32(data, f"{arg}: {path}: values must be finite float32 numbers")
 
 
 def _check_width(x: np.ndarray, width: int, arg: str, what: str) -> None:

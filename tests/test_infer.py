@@ -118,6 +118,7 @@ def test_batch_files_npy_and_csv_with_out_file(run, tmp_path, capsys):
         (["--obs", "0.1,abc,0.3", "--action", "0,0"], "--obs: 'abc' is not a number"),
         (["--obs", "0.1,0.2,0.3", "--action", "0,0,1"], "--action: expected 2 values"),
         (["--obs", "0.1,nan,0.3", "--action", "0,0"], "--obs: values must be finite"),
+        (["--obs", "0.1,0.2,0.3", "--action", "1e39,0"], "--action: values must be finite float32 numbers"),
         (["--obs", "0.1,0.2,0.3"], "--obs and --action must be given together"),
         (["--obs", "1,2,3", "--action", "0,0", "--variant", "h99"], "unknown variant 'h99'"),
         (
@@ -140,7 +141,12 @@ def test_bad_files(run, tmp_path, capsys):
     (tmp_path / "act3.csv").write_text("0,0\n0,0\n0,0\n")
     (tmp_path / "obs.txt").write_text("1,2,3\n")
     np.save(tmp_path / "good.npy", np.zeros((2, OBS), np.float32))
+    np.save(tmp_path / "huge.npy", np.full((2, OBS), 1e300))
     cases = [
+        (
+            ["--obs-file", tmp_path / "huge.npy", "--action-file", tmp_path / "act.csv"],
+            f"--obs-file: {tmp_path / 'huge.npy'}: values must be finite float32 numbers",
+        ),
         (
             ["--obs-file", tmp_path / "obs.csv", "--action-file", tmp_path / "act.csv"],
             f"--obs-file: {tmp_path / 'obs.csv'}: cannot read numbers",
