@@ -75,9 +75,8 @@ ops = st.lists(
 )
 
 
-@settings(max_examples=25, deadline=None)
-@given(ops=ops, per_variant=st.booleans())
-def test_vmapped_add_matches_numpy_ring(ops, per_variant):
+def _replay(ops, per_variant: bool):
+    """Returns ``(state, refs, next_id)``: ``ops`` added to 3 vmapped variants and to NumPy rings."""
     state = _vinit()
     refs = [NumpyRing(int(c)) for c in CAPACITIES]
     next_id = 1
@@ -90,6 +89,13 @@ def test_vmapped_add_matches_numpy_ring(ops, per_variant):
         state = _vadd(state, batch, masks)
         for v, ref in enumerate(refs):
             ref.add(ids, masks[v])
+    return state, refs, next_id
+
+
+@settings(max_examples=25, deadline=None)
+@given(ops=ops, per_variant=st.booleans())
+def test_vmapped_add_matches_numpy_ring(ops, per_variant):
+    state, refs, _ = _replay(ops, per_variant)
     for v, ref in enumerate(refs):
         assert int(state.count[v]) == ref.count
         assert int(rb.size(jax.tree.map(lambda x, v=v: x[v], state))) == ref.size
@@ -105,17 +111,7 @@ def test_vmapped_add_matches_numpy_ring(ops, per_variant):
 @settings(max_examples=15, deadline=None)
 @given(ops=ops)
 def test_sample_only_returns_live_items(ops):
-    state = _vinit()
-    refs = [NumpyRing(int(c)) for c in CAPACITIES]
-    next_id = 1
-    for mask in ops:
-        ids = np.arange(next_id, next_id + len(mask))
-        next_id += len(mask)
-        batch = jax.tree.map(lambda x: np.broadcast_to(x, (3, *x.shape)), _batch(ids))
-        masks = np.broadcast_to(np.asarray(mask), (3, len(mask))).copy()
-        state = _vadd(state, batch, masks)
-        for ref in refs:
-            ref.add(ids, mask)
+    state, refs, next_id = _replay(ops, per_variant=False)
     keys = jax.random.split(jax.random.key(next_id), 3)
     drawn = _vsample(state, keys, 64)
     for v, ref in enumerate(refs):

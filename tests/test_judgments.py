@@ -351,18 +351,23 @@ def judgment_files(draw):
     return lines
 
 
+def read_in_chunks(read, path, chunk: int, **kwargs):
+    """Returns ``read(path, **kwargs)`` with the reader's chunks set to ``chunk`` bytes."""
+    old = J._CHUNK_BYTES
+    J._CHUNK_BYTES = chunk
+    try:
+        return read(path, **kwargs)
+    finally:
+        J._CHUNK_BYTES = old
+
+
 @settings(max_examples=60, deadline=None)
 @given(judgment_files(), st.sampled_from([64, 1 << 22]), st.sampled_from([1, 2]))
 def test_fast_reader_equals_json_loads_line_by_line(lines, chunk, workers):
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "j.jsonl")
         write_lines(path, lines)
-        old = J._CHUNK_BYTES
-        J._CHUNK_BYTES = chunk
-        try:
-            fast = read_judgments(path, workers=workers)
-        finally:
-            J._CHUNK_BYTES = old
+        fast = read_in_chunks(read_judgments, path, chunk, workers=workers)
         careful = read_judgments(path, fast=False)
         assert_same(fast, careful)
         # and json.loads itself, for the numbers
@@ -411,12 +416,7 @@ def test_fast_reader_with_shared_prefixes_equals_json_loads(lines, chunk, worker
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "j.jsonl")
         write_lines(path, lines)
-        old = J._CHUNK_BYTES
-        J._CHUNK_BYTES = chunk
-        try:
-            fast = outcome(path, workers=workers)
-        finally:
-            J._CHUNK_BYTES = old
+        fast = read_in_chunks(outcome, path, chunk, workers=workers)
         careful = outcome(path, fast=False)
         if isinstance(careful, str):
             assert fast == careful
