@@ -22,7 +22,6 @@ canvas through ``Figure`` objects, never pyplot's global state.
 
 from __future__ import annotations
 
-import argparse
 import io
 import logging
 import math
@@ -35,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from augnes_jax import files
+from augnes_jax.cli import ArgumentParser
 from augnes_jax.meta import (
     GOAL_REGRET_RE,
     REGRET_TAG,
@@ -633,7 +633,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from augnes_jax.config import ConfigError
     from augnes_jax.meta import _positive_float, run_dir_problem
 
-    parser = argparse.ArgumentParser(prog="python -m augnes_jax.dashboard", description="Write the capacity dashboard PNGs.")
+    parser = ArgumentParser(prog="python -m augnes_jax.dashboard", description="Write the capacity dashboard PNGs.")
     parser.add_argument("run_dir", metavar="RUN_DIR")
     parser.add_argument("--out", default=None, help="output folder (default RUN_DIR/plots)")
     parser.add_argument("--epsilon", type=_positive_float, default=None, help="for the recommended mark without decision.json")

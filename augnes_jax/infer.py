@@ -21,12 +21,14 @@ from typing import NoReturn
 
 import numpy as np
 
+from augnes_jax.cli import ArgumentParser
+
 
 class InputError(ValueError):
     """Bad command-line input; the message names the argument or file."""
 
 
-class _Parser(argparse.ArgumentParser):
+class _Parser(ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}\n")
 

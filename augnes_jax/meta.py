@@ -47,6 +47,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from augnes_jax import files
+from augnes_jax.cli import ArgumentParser
 
 log = logging.getLogger(__name__)
 
@@ -928,7 +929,7 @@ def run_dir_problem(run_dir: Path) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Returns the exit status of ``python -m augnes_jax.meta RUN_DIR [...]``."""
-    parser = argparse.ArgumentParser(prog="python -m augnes_jax.meta", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m augnes_jax.meta", description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", metavar="RUN_DIR")
     parser.add_argument("--epsilon", type=_positive_float, default=None, help="default: meta.epsilon of the run's config")
     parser.add_argument("--k", type=_positive_int, default=None, help="epochs per evidence window (meta.last_k_epochs)")

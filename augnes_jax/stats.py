@@ -13,7 +13,6 @@ numbers are written with their shortest float32 decimals, and missing values as 
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import sys
@@ -27,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from augnes_jax import regret as regret_lib
+from augnes_jax.cli import ArgumentParser
 from augnes_jax.files import ArtifactWriteError, write_json_atomic
 from augnes_jax.judgments import JudgmentError, Judgments, read_judgments, utc_now
 
@@ -415,7 +415,7 @@ def _print_table(stats: dict, out_path: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Returns the exit status of ``python -m augnes_jax.stats`` (0 ok, 2 bad input)."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m augnes_jax.stats",
         description="Aggregate a judgments log into strategy_stats.json (per goal regret).",
     )

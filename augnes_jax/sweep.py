@@ -40,6 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from augnes_jax import envs as envs_lib
+from augnes_jax.cli import ArgumentParser
 from augnes_jax.config import Config, ConfigError, diff, load_config
 from augnes_jax.epoch import (
     BucketFns,
@@ -554,7 +555,7 @@ class Sweep:
 
 def build_parser() -> argparse.ArgumentParser:
     """Returns the sweep's argument parser."""
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="python -m augnes_jax.sweep",
         description="Train hidden_dim x buffer_size x seed world-model variants side by side and "
                     "measure per-goal regret against capacity.")
