@@ -1,15 +1,23 @@
-"""The argument parser every ``python -m augnes_jax.*`` command uses.
+"""What every ``python -m augnes_jax.*`` command shares: its argument parser and its error exit.
 
-It is :class:`argparse.ArgumentParser` with one gap closed: argparse reads ``--opt=--`` as an
-empty list instead of a value, which a command would then take for "no value" (and fall back to
-a default path) or crash on. Here that is a usage error, exit status 2.
+:class:`ArgumentParser` is :class:`argparse.ArgumentParser` with one gap closed: argparse reads
+``--opt=--`` as an empty list instead of a value, which a command would then take for "no
+value" (and fall back to a default path) or crash on. Here that is a usage error, exit status 2.
+
+:func:`run_command` runs a command's body and turns the package's own errors
+(:class:`augnes_jax.errors.UserError`) and operating-system failures into one line
+``PROG: error: MESSAGE`` on stderr with exit status 2. A genuine bug keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Callable
 
-__all__ = ["ArgumentParser"]
+from augnes_jax.errors import UserError
+
+__all__ = ["ArgumentParser", "os_error_line", "run_command"]
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -23,3 +31,31 @@ class ArgumentParser(argparse.ArgumentParser):
                 name = "/".join(action.option_strings) or action.dest
                 self.error(f"argument {name}: expected one value")
         return ns, extras
+
+
+def os_error_line(e: OSError) -> str:
+    """Returns one line naming the file and the reason an operating-system call failed."""
+    text = str(e).strip()
+    reason = e.strerror or (text.splitlines()[0] if text else type(e).__name__)
+    return f"cannot write {e.filename}: {reason}" if e.filename else reason
+
+
+def fail(prog: str, message: str) -> int:
+    """Prints ``PROG: error: MESSAGE`` (first line only) to stderr; returns exit status 2."""
+    first = str(message).strip().splitlines()[0] if str(message).strip() else "failed"
+    print(f"{prog}: error: {first}", file=sys.stderr)
+    return 2
+
+
+def run_command(prog: str, body: Callable[[], int | None]) -> int:
+    """Returns ``body()``'s exit status (``None`` counts as 0), or 2 for a user's error.
+
+    :class:`UserError` and :class:`OSError` become one line on stderr (see :func:`fail`).
+    """
+    try:
+        status = body()
+    except UserError as e:
+        return fail(prog, str(e))
+    except OSError as e:
+        return fail(prog, os_error_line(e) if not isinstance(e, UserError) else str(e))
+    return 0 if status is None else int(status)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -87,23 +88,29 @@ class GoalAggregate:
         return jnp.where(self.count >= 2, self.m2 / jnp.maximum(n - 1, 1), jnp.nan)
 
 
-def episode_regret(reward: jax.Array, optimal: jax.Array) -> jax.Array:
+def episode_regret(reward: Any, optimal: Any) -> Any:
     """Returns ``optimal - reward``: how far each episode falls short of the goal's optimum.
+
+    The one definition of regret in the package: the jitted core, the judgment writers and the
+    readers all call it. It works on JAX arrays, NumPy arrays and Python floats alike and keeps
+    the operands' own type and dtype (no conversion), so a float32 column stays float32 and a
+    Python float stays a Python float.
 
     Args:
       reward: episode returns, any shape, e.g. ``[V, G, E]``.
       optimal: the optimal return of each episode's goal, same shape as ``reward`` (or a
         scalar). Broadcast per-goal optima at the call site, e.g. ``optimal[None, :, None]``.
     """
-    return jnp.asarray(optimal) - jnp.asarray(reward)
+    return optimal - reward
 
 
-def episode_advantage(reward: jax.Array, baseline: jax.Array) -> jax.Array:
+def episode_advantage(reward: Any, baseline: Any) -> Any:
     """Returns ``reward - baseline``: how much each episode beats the goal's baseline.
 
-    Shapes as in :func:`episode_regret`.
+    The one definition of advantage in the package; types and shapes as in
+    :func:`episode_regret`.
     """
-    return jnp.asarray(reward) - jnp.asarray(baseline)
+    return reward - baseline
 
 
 def empty(num_goals: int, dtype=jnp.float32) -> GoalAggregate:
