@@ -47,6 +47,7 @@ from flax import struct
 
 from augnes_jax import files
 from augnes_jax import world_model as wmlib
+from augnes_jax.errors import UserError
 
 ARRAY_ITEMS = ("params", "opt_state", "normalizer")
 META_ITEM = "meta"
@@ -55,7 +56,7 @@ _METADATA_FILE = "_CHECKPOINT_METADATA"
 _NORMALIZER_FIELDS = ("obs_mean", "obs_std", "act_mean", "act_std", "delta_mean", "delta_std")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A missing, partial or unreadable checkpoint; ``str(err)`` is one line naming the path."""
 
 

@@ -18,12 +18,14 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from augnes_jax.errors import UserError
+
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A bad config value; ``str(err)`` is one line naming the key and the problem."""
 
     def __init__(self, key: str, problem: str):

@@ -34,7 +34,8 @@ from typing import Any
 import numpy as np
 
 from augnes_jax import files
-from augnes_jax.cli import ArgumentParser
+from augnes_jax.cli import ArgumentParser, run_command
+from augnes_jax.errors import UserError
 from augnes_jax.meta import (
     GOAL_REGRET_RE,
     REGRET_TAG,
@@ -639,23 +640,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--epsilon", type=_positive_float, default=None, help="for the recommended mark without decision.json")
     args = parser.parse_args(argv)
 
-    def fail(msg: str) -> int:
-        print(f"augnes_jax.dashboard: error: {msg}", file=sys.stderr)
-        return 2
+    def body() -> int:
+        run_dir = Path(args.run_dir)
+        if (problem := run_dir_problem(run_dir)) is not None:
+            raise UserError(problem)
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", force=True)
+        try:
+            paths = render(run_dir, out_dir=args.out, epsilon=args.epsilon)
+        except ConfigError as e:
+            raise UserError(f"{run_dir / 'config.yaml'}: {e}") from None
+        for p in paths:
+            print(p)
+        return 0
 
-    run_dir = Path(args.run_dir)
-    if (problem := run_dir_problem(run_dir)) is not None:
-        return fail(problem)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", force=True)
-    try:
-        paths = render(run_dir, out_dir=args.out, epsilon=args.epsilon)
-    except ConfigError as e:
-        return fail(f"{run_dir / 'config.yaml'}: {e}")
-    except files.ArtifactWriteError as e:
-        return fail(str(e))
-    for p in paths:
-        print(p)
-    return 0
+    return run_command("augnes_jax.dashboard", body)
 
 
 if __name__ == "__main__":

@@ -21,10 +21,11 @@ from typing import NoReturn
 
 import numpy as np
 
-from augnes_jax.cli import ArgumentParser
+from augnes_jax.cli import ArgumentParser, os_error_line, run_command
+from augnes_jax.errors import UserError
 
 
-class InputError(ValueError):
+class InputError(UserError, ValueError):
     """Bad command-line input; the message names the argument or file."""
 
 
@@ -148,22 +149,20 @@ def run(argv: list[str] | None = None) -> dict:
 def main(argv: list[str] | None = None) -> int:
     """Runs the CLI; returns the exit status (0, or 2 on bad input)."""
     from augnes_jax import files
-    from augnes_jax.checkpoint import CheckpointError
 
-    try:
+    def body() -> int:
         doc = run(argv)
         out_path = _parser().parse_args(argv).out
         if out_path:
-            files.write_json_atomic(out_path, doc)
+            try:
+                files.write_json_atomic(out_path, doc)
+            except files.ArtifactWriteError as e:
+                raise InputError(f"--out: {os_error_line(e)}") from None
         else:
             sys.stdout.write(json.dumps(files.to_jsonable(doc)) + "\n")
-    except (InputError, CheckpointError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except files.ArtifactWriteError as e:
-        print(f"error: --out: {e}", file=sys.stderr)
-        return 2
-    return 0
+        return 0
+
+    return run_command("augnes_jax.infer", body)
 
 
 if __name__ == "__main__":

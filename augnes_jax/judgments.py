@@ -35,6 +35,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from augnes_jax.errors import UserError
+
 if TYPE_CHECKING:
     from augnes_jax.judgments_parse import Part
 
@@ -71,7 +73,7 @@ _INT64_MAX = 2**63 - 1
 _NO_EXTRA: Mapping[str, Any] = types.MappingProxyType({})  # the extra fields of a row without any
 
 
-class JudgmentError(ValueError):
+class JudgmentError(UserError, ValueError):
     """A bad judgment or judgments file; the message is one line, ``"<path>:<line>: <problem>"``."""
 
 

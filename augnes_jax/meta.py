@@ -47,7 +47,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from augnes_jax import files
-from augnes_jax.cli import ArgumentParser
+from augnes_jax.cli import ArgumentParser, run_command
+from augnes_jax.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -939,20 +940,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--interval", type=_positive_float, default=5.0, help="seconds between polls (--watch)")
     parser.add_argument("--max-polls", type=_positive_int, default=None, help="stop watching after N polls")
     args = parser.parse_args(argv)
+    return run_command("augnes_jax.meta", lambda: _run(args))
 
-    def fail(msg: str) -> int:
-        print(f"augnes_jax.meta: error: {msg}", file=sys.stderr)
-        return 2
+
+def _run(args) -> int:
+    from augnes_jax.config import ConfigError
 
     run_dir = Path(args.run_dir)
     if (problem := run_dir_problem(run_dir)) is not None:
-        return fail(problem)
-    from augnes_jax.config import ConfigError
-
+        raise UserError(problem)
     try:
         settings = run_settings(run_dir)
     except ConfigError as e:
-        return fail(f"{run_dir / 'config.yaml'}: {e}")
+        raise UserError(f"{run_dir / 'config.yaml'}: {e}") from None
     meta, alerts_cfg = settings["meta"], settings["alerts"]
     from augnes_jax.alerts import Alerter
 
@@ -973,8 +973,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             print_explanation(decision)
             return 0
         return _watch(ctrl, interval=args.interval, max_polls=args.max_polls)
-    except files.ArtifactWriteError as e:
-        return fail(str(e))
     except KeyboardInterrupt:
         return 0
     finally:

@@ -20,6 +20,7 @@ one run directory over NFS should use a multi-process run, which coordinates the
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
@@ -32,7 +33,7 @@ from pathlib import Path
 from augnes_jax.clock import utc_now
 from augnes_jax.errors import UserError
 
-__all__ = ["LOCK_NAME", "RunDirInUse", "RunLock", "acquire", "holder"]
+__all__ = ["LOCK_NAME", "RunDirInUse", "RunLock", "acquire", "acquire_if_present", "holder"]
 
 LOCK_NAME = ".lock"
 log = logging.getLogger(__name__)
@@ -49,14 +50,24 @@ class RunLock:
     path: Path
     fd: int | None
 
-    def release(self) -> None:
-        """Empties the lock file and releases the lock (idempotent)."""
+    def release(self, *, remove_dir: bool = False) -> None:
+        """Empties the lock file and releases the lock (idempotent).
+
+        Args:
+          remove_dir: also remove the run directory if the lock file is all it holds (a run
+            directory created for a sweep that stopped before writing anything).
+        """
         if self.fd is None:
             return
         try:
             os.ftruncate(self.fd, 0)
         except OSError:
             pass  # a full or read-only disk must not turn a finished run into a failure
+        if remove_dir:
+            with contextlib.suppress(OSError):
+                if [p.name for p in self.path.parent.iterdir()] == [LOCK_NAME]:
+                    self.path.unlink()
+                    self.path.parent.rmdir()
         fcntl.flock(self.fd, fcntl.LOCK_UN)
         os.close(self.fd)
         self.fd = None
@@ -142,3 +153,17 @@ def acquire(run_dir: str | os.PathLike, *, command: str) -> RunLock:
         os.close(fd)
         raise
     return RunLock(path=path, fd=fd)
+
+
+def acquire_if_present(directory: str | os.PathLike, *, command: str) -> RunLock | None:
+    """Returns the held lock of ``directory`` if it has a lock file (a sweep's run directory).
+
+    A plain directory gets no lock file: ``stats --out`` next to a user's own log writes no
+    ``.lock`` there.
+
+    Raises:
+      RunDirInUse: a live process (a sweep) holds the lock.
+    """
+    if not (Path(directory) / LOCK_NAME).is_file():
+        return None
+    return acquire(directory, command=command)

@@ -13,6 +13,8 @@ numbers are written with their shortest float32 decimals, and missing values as 
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import math
 import os
 import sys
@@ -26,9 +28,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from augnes_jax import regret as regret_lib
-from augnes_jax.cli import ArgumentParser
-from augnes_jax.files import ArtifactWriteError, write_json_atomic
-from augnes_jax.judgments import JudgmentError, Judgments, read_judgments, utc_now
+from augnes_jax import run_lock
+from augnes_jax.cli import ArgumentParser, run_command
+from augnes_jax.errors import UserError
+from augnes_jax.files import write_json_atomic
+from augnes_jax.judgments import Judgments, read_judgments, utc_now
 
 __all__ = [
     "build_strategy_stats",
@@ -424,22 +428,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tb", help="also write TensorBoard runs under this directory")
     parser.add_argument("--num-goals", type=int, help="number of goals (default: max id + 1)")
     parser.add_argument("--ci-level", type=float, default=0.95, help="interval level")
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as e:
-        return int(e.code or 0)
+    args = parser.parse_args(argv)
+    return run_command("augnes_jax.stats", lambda: _run(args))
+
+
+def _run(args: argparse.Namespace) -> int:
     if not 0.0 < args.ci_level < 1.0:
-        print(f"--ci-level: must lie in (0, 1), got {args.ci_level}", file=sys.stderr)
-        return 2
+        raise UserError(f"--ci-level: must lie in (0, 1), got {args.ci_level}")
     path = Path(args.judgments)
     out = Path(args.out) if args.out else path.parent / "strategy_stats.json"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        try:
-            judgments = read_judgments(path)
-        except JudgmentError as e:
-            print(str(e), file=sys.stderr)
-            return 2
+        judgments = read_judgments(path)
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     try:
@@ -447,15 +447,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             judgments, source=str(path), num_goals=args.num_goals, ci_level=args.ci_level
         )
     except ValueError as e:
-        print(f"{path}: {e}", file=sys.stderr)
-        return 2
-    try:
+        raise UserError(f"{path}: {e}") from None
+    # a sweep's run directory has one writer at a time
+    with run_lock.acquire_if_present(out.parent, command="augnes_jax.stats") or contextlib.nullcontext():
         write_strategy_stats(out, stats)
         if args.tb:
             _write_tensorboard(judgments, stats, Path(args.tb))
-    except (ArtifactWriteError, OSError) as e:
-        print(str(e).splitlines()[0] if str(e) else repr(e), file=sys.stderr)
-        return 2
     _print_table(stats, out)
     return 0
 

@@ -40,7 +40,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from augnes_jax import envs as envs_lib
-from augnes_jax.cli import ArgumentParser
+from augnes_jax import run_lock
+from augnes_jax.cli import ArgumentParser, os_error_line, run_command
 from augnes_jax.config import Config, ConfigError, diff, load_config
 from augnes_jax.epoch import (
     BucketFns,
@@ -52,6 +53,7 @@ from augnes_jax.epoch import (
     make_reference_fn,
     make_validation_set,
 )
+from augnes_jax.errors import UserError
 from augnes_jax.planner import PlannerSettings
 from augnes_jax.variants import (
     Bucket,
@@ -71,7 +73,7 @@ log = logging.getLogger("augnes_jax.sweep")
 _INIT, _COLLECT, _TRAIN, _EVAL, _VAL = range(5)
 
 
-class SweepError(RuntimeError):
+class SweepError(UserError, RuntimeError):
     """A sweep cannot start or continue; the message is one line for the user."""
 
 
@@ -570,39 +572,65 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _os_error_line(e: OSError) -> str:
-    """Returns one line naming the file and the reason an I/O operation failed."""
-    text = str(e).strip()
-    reason = e.strerror or (text.splitlines()[0] if text else type(e).__name__)
-    return f"cannot write {e.filename}: {reason}" if e.filename else reason
+PROG = "augnes_jax.sweep"
 
 
-def _fail(msg: str) -> int:
-    print(f"augnes_jax.sweep: error: {msg}", file=sys.stderr)
-    return 2
+def _continue_hint(run_dir: Path) -> str:
+    return f"then continue with --resume --run-dir {run_dir}"
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Runs the sweep CLI; returns the exit status (2 for bad input, nothing written)."""
+    """Runs the sweep CLI; returns the exit status (2 for the user's error, 130 when interrupted).
+
+    A config, resume or run-directory problem, a run directory held by another sweep, a damaged
+    checkpoint with no intact one before it, and an operating-system failure (a full disk, a
+    read-only file system) are each one line on stderr; a failure after the run has started
+    says how to continue it.
+    """
     args = build_parser().parse_args(argv)
     # force: importing orbax already gave the root logger a bare handler (absl calls basicConfig)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True)
-    for noisy in ("jax", "absl", "orbax", "tensorboard"):
+    for noisy in ("jax", "orbax", "tensorboard"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    from augnes_jax.checkpoint import CheckpointError
+    # orbax logs a failed background save with its traceback through absl, then raises it in
+    # the main thread, where it is reported once, as one line
+    logging.getLogger("absl").setLevel(logging.CRITICAL)
+    started: list[Path] = []
 
+    def body() -> int:
+        try:
+            _run_cli(args, started)
+        except KeyboardInterrupt:
+            print(f"{PROG}: interrupted; resume with --resume --run-dir", file=sys.stderr)
+            return 130
+        except OSError as e:
+            if not started or isinstance(e, UserError):
+                raise
+            raise SweepError(f"{os_error_line(e)}; {_continue_hint(started[0])}") from None
+        return 0
+
+    return run_command(PROG, body)
+
+
+def _run_cli(args: argparse.Namespace, started: list[Path]) -> None:
+    """Checks the arguments and the run directory, holds its lock and runs the sweep."""
+    if args.resume and not args.run_dir:
+        raise ConfigError("--resume", "needs --run-dir DIR of the run to continue")
+    saved = Path(args.run_dir) / "config.yaml" if args.resume else None
+    if saved is not None and not saved.is_file():
+        raise SweepError(f"cannot resume: {saved} does not exist")
+    # a resumed run starts from its own config: only --config and overrides can change it
+    cfg = load_config(args.config if args.config or saved is None else saved, args.overrides)
+    if init_distributed(cfg) and not (args.run_dir or cfg.run_name):
+        # a timestamped default name could differ between hosts
+        raise ConfigError("run_name", "a multi-process run needs --run-dir or run_name, the same on every host")
+    run_dir = resolve_run_dir(cfg, args.run_dir)
+    primary = jax.process_index() == 0
+    created = not run_dir.exists()
+    # one writer per run directory: the processes of one multi-process run are one writer,
+    # represented by process 0; a directory that does not exist yet is locked once checked
+    lock = run_lock.acquire(run_dir, command=PROG) if primary and not created else None
     try:
-        if args.resume and not args.run_dir:
-            raise ConfigError("--resume", "needs --run-dir DIR of the run to continue")
-        saved = Path(args.run_dir) / "config.yaml" if args.resume else None
-        if saved is not None and not saved.is_file():
-            raise SweepError(f"cannot resume: {saved} does not exist")
-        # a resumed run starts from its own config: only --config and overrides can change it
-        cfg = load_config(args.config if args.config or saved is None else saved, args.overrides)
-        if init_distributed(cfg) and not (args.run_dir or cfg.run_name):
-            # a timestamped default name could differ between hosts
-            raise ConfigError("run_name", "a multi-process run needs --run-dir or run_name, the same on every host")
-        run_dir = resolve_run_dir(cfg, args.run_dir)
         if saved is not None:
             try:
                 old = load_config(saved)
@@ -615,21 +643,18 @@ def main(argv: list[str] | None = None) -> int:
                     f"(pass --allow-change KEY for each key that may change)")
         elif (run_dir / "config.yaml").exists():
             raise SweepError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --run-dir")
+        if primary and lock is None:
+            _check_writable(run_dir)
+            lock = run_lock.acquire(run_dir, command=PROG)
         # every process checks the run directory before process 0 writes config.yaml into it
         sync_processes("augnes_jax.sweep:checked")
         sweep = Sweep(cfg, run_dir, resume=args.resume, allow_changed=tuple(args.allow_change),
                       progress=not args.no_progress)
+        started.append(run_dir)
         sweep.run()
-    except ConfigError as e:
-        return _fail(str(e))
-    except (SweepError, CheckpointError) as e:
-        return _fail(str(e))
-    except OSError as e:  # ArtifactWriteError included: a full disk, a read-only run directory
-        return _fail(_os_error_line(e))
-    except KeyboardInterrupt:
-        print("augnes_jax.sweep: interrupted; resume with --resume --run-dir", file=sys.stderr)
-        return 130
-    return 0
+    finally:
+        if lock is not None:
+            lock.release(remove_dir=created)
 
 
 if __name__ == "__main__":

@@ -183,7 +183,7 @@ def test_cli_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys
     tb = tmp_path / "tb"
     assert stats.main([str(path), "--out", str(out), "--tb", str(tb)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith(str(path)) and message in err
+    assert err.count("\n") == 1 and err.startswith(f"augnes_jax.stats: error: {path}") and message in err
     assert not out.exists() and not tb.exists()
 
 
@@ -194,4 +194,4 @@ def test_cli_runs_as_a_module(tmp_path):
         cwd=Path(__file__).parent.parent,
     )  # fmt: skip
     assert proc.returncode == 2
-    assert proc.stderr == f"{missing}: no such file\n"
+    assert proc.stderr == f"augnes_jax.stats: error: {missing}: no such file\n"
