@@ -17,7 +17,8 @@ Layout
       "variants": [{"name", "hidden_dim", "buffer_size", "seed", "bucket", "index",
       "max_width", "mask": [0/1 ...], "val_mse"}, ...]}``; ``index`` is the variant's position
       on its bucket's leading axis. A single world model (Stage 2 on its own) is one bucket with
-      one variant.
+      one variant. ``meta["checksums"]`` holds, per array item, the sorted checksums of its
+      arrays (:mod:`augnes_jax.checksum`), computed on the device at save time.
 
   Step metrics ``{"val_mse": best val MSE of the step}`` drive retention: the latest
   ``keep_last`` steps and the best step (lowest ``val_mse``) are kept.
@@ -25,7 +26,10 @@ Layout
 Everything is restored as numpy arrays and plain dicts/lists from the files alone (no pytree
 template, no config object, no pickle), so a checkpoint written on an accelerator loads on a
 CPU-only machine in a fresh process. Any missing, partial or unreadable checkpoint raises
-:class:`CheckpointError` whose message is one line naming the path.
+:class:`CheckpointError` whose message is one line naming the path. Every restored item is
+checked against its recorded checksums, so a checkpoint whose bytes were damaged after the save
+is refused, not loaded. When no step is named, :func:`restore_newest_intact` and
+:func:`load_world_model` fall back to the newest intact step, with one warning per damaged one.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import json
 import logging
 import math
 import os
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +50,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import struct
 
-from augnes_jax import files
+from augnes_jax import checksum, files
 from augnes_jax import world_model as wmlib
 from augnes_jax.errors import UserError
 
@@ -81,9 +86,13 @@ def _val_metric(metrics: Any) -> float:
     return value if math.isfinite(value) else math.inf
 
 
+log = logging.getLogger("augnes_jax.checkpoint")
+
+
 def _quiet_absl() -> None:
     # orbax logs routine progress through absl at WARNING; keep CLI output to our own lines.
-    logging.getLogger("absl").setLevel(logging.ERROR)
+    absl = logging.getLogger("absl")
+    absl.setLevel(max(absl.getEffectiveLevel(), logging.ERROR))
 
 
 def _read_only_manager(directory: Path) -> ocp.CheckpointManager:
@@ -201,7 +210,52 @@ def restore_checkpoint(
             raise
         except Exception as e:
             raise CheckpointError(f"{path}: unreadable ({_one_line(e)})") from None
+        _verify(path, arrays[name], meta.get("checksums", {}).get(name))
     return step, arrays, meta
+
+
+def _verify(path: Path, tree: Any, recorded: Any) -> None:
+    """Raises CheckpointError when ``tree`` does not have the checksums recorded at save time."""
+    if recorded is None:  # written before checksums were recorded
+        return
+    found = Counter(map(tuple, checksum.host_checksums(tree)))
+    try:
+        expected = Counter(tuple(int(v) for v in c) for c in recorded)
+    except (TypeError, ValueError):
+        raise CheckpointError(f"{path}: its recorded checksums are unreadable") from None
+    if found != expected:
+        bad = sum((expected - found).values()) or sum((found - expected).values())
+        raise CheckpointError(f"{path}: damaged ({bad} of {sum(expected.values())} arrays fail their checksum)")
+
+
+def restore_newest_intact(
+    directory: str | os.PathLike,
+    *,
+    items: Sequence[str] | None = None,
+    like: Mapping[str, Any] | None = None,
+) -> tuple[int, dict[str, Any], dict[str, Any], list[tuple[int, str]]]:
+    """Returns ``(step, arrays, meta, damaged)`` of the newest step that restores intact.
+
+    ``damaged`` lists ``(step, reason)`` of every newer step that did not; the caller reports
+    them.
+
+    Raises:
+      CheckpointError: there is no committed step, or none restores intact (the message names
+        the newest step's problem).
+    """
+    directory = Path(directory).absolute()
+    steps = checkpoint_steps(directory)
+    if not steps:
+        raise CheckpointError(f"{directory}: no committed checkpoint")
+    damaged: list[tuple[int, str]] = []
+    for step in reversed(steps):
+        try:
+            _, arrays, meta = restore_checkpoint(directory, step, items=items, like=like)
+        except CheckpointError as e:
+            damaged.append((step, str(e)))
+            continue
+        return step, arrays, meta, damaged
+    raise CheckpointError(f"no intact checkpoint in {directory}: {damaged[0][1]}")
 
 
 class SweepCheckpointer:
@@ -283,7 +337,8 @@ class SweepCheckpointer:
             for name, tree in arrays.items()
             if jax.tree.leaves(tree)
         }
-        items[META_ITEM] = ocp.args.JsonSave(files.to_jsonable(dict(meta)))
+        sums = {name: checksum.device_checksums(tree) for name, tree in arrays.items() if name in items}
+        items[META_ITEM] = ocp.args.JsonSave(files.to_jsonable({**meta, "checksums": sums}))
         clean = files.to_jsonable(dict(metrics)) if metrics is not None else None
         try:
             return bool(self._mngr.save(int(step), args=ocp.args.Composite(**items), metrics=clean))
@@ -485,14 +540,20 @@ def load_world_model(
     Args:
       run_dir: a run directory (with ``checkpoints/``) or a checkpoint directory.
       variant: a variant name, or ``"best"`` for the lowest ``val_mse`` in that step's meta.
-      step: the checkpoint step; None means the latest.
+      step: the checkpoint step; None means the newest one whose model restores intact (a
+        damaged newer step is skipped with a warning).
 
     Raises:
       CheckpointError: missing, partial or corrupt checkpoint (one line naming the path).
       UnknownVariantError: no variant of that name.
     """
     directory = resolve_checkpoint_dir(run_dir)
-    step, arrays, meta = restore_checkpoint(directory, step, items=("params", "normalizer"))
+    if step is None:  # the newest step whose model restores intact
+        step, arrays, meta, damaged = restore_newest_intact(directory, items=("params", "normalizer"))
+        for bad, reason in damaged:
+            log.warning("checkpoint %d skipped, using checkpoint %d: %s", bad, step, reason)
+    else:
+        step, arrays, meta = restore_checkpoint(directory, step, items=("params", "normalizer"))
     where = directory / str(step) / META_ITEM
     obs_dim = _meta_int(meta, "obs_dim", where)
     act_dim = _meta_int(meta, "act_dim", where)

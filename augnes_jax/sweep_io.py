@@ -70,6 +70,8 @@ class SweepWriter:
         self.controller = None
         self._purge_step: int | None = None
         self.checkpointer: SweepCheckpointer | None = None
+        # (step, arrays, meta) of the checkpoint a resume starts from, read and verified once
+        self._restored: tuple[int, dict, dict] | None = None
         self.wm_stats = WorldModelStats(epsilon=self.cfg.world_model.epsilon)
         self.executor: Executor | None = None
         # multi-process: process 0 alone writes files (see the module docstring)
@@ -91,10 +93,10 @@ class SweepWriter:
         if resume:
             self._check_resumable(allow_changed)
             if self.cfg.checkpoint.enabled:
+                self._restored = self._newest_intact_checkpoint(ckpt_dir)
+                start = 0 if self._restored is None else self._restored[0] + 1
                 self.checkpointer = SweepCheckpointer(ckpt_dir, keep_last=self.cfg.checkpoint.keep_last,
                                                       keep_best=self.cfg.checkpoint.keep_best)
-                last = self.checkpointer.latest_step()
-                start = 0 if last is None else last + 1
             self._truncate_to(start)
             self._purge_step = start
             log.info("resuming %s at epoch %d of %d", self.run_dir, start, self.cfg.epochs)
@@ -108,6 +110,42 @@ class SweepWriter:
             self.executor = Executor(self.judgments_path)
         self._open_writers()
         return start
+
+    def _newest_intact_checkpoint(self, ckpt_dir: Path) -> tuple[int, dict, dict] | None:
+        """Returns ``(step, arrays, meta)`` of the newest intact checkpoint, None if there is none.
+
+        A damaged newer step (unreadable, or arrays that fail their checksums) is reported in one
+        warning and moved to ``checkpoints_damaged/`` (kept for inspection, out of the way of the
+        step that the resumed run writes again); the run then resumes from the step before it,
+        and everything written after that step is truncated as after any crash.
+
+        Raises:
+          SweepError: checkpoints exist but none is intact.
+        """
+        from augnes_jax.checkpoint import CheckpointError, checkpoint_steps, restore_newest_intact
+        from augnes_jax.sweep import SweepError, sync_processes
+
+        if not ckpt_dir.is_dir():
+            return None
+        try:
+            if not checkpoint_steps(ckpt_dir):
+                return None
+            step, arrays, meta, damaged = restore_newest_intact(ckpt_dir)
+        except CheckpointError as e:
+            raise SweepError(f"cannot resume: {e}") from None
+        aside = self.run_dir / "checkpoints_damaged"
+        for bad, reason in damaged:
+            target = aside / str(bad)
+            if self.primary:
+                aside.mkdir(exist_ok=True)
+                n = 1
+                while target.exists():
+                    target, n = aside / f"{bad}.{n}", n + 1
+                os.replace(ckpt_dir / str(bad), target)
+                log.warning("resuming from checkpoint %d: checkpoint %d is damaged, moved to %s (%s)",
+                            step, bad, target, reason)
+        sync_processes("augnes_jax.sweep:checkpoints_checked")
+        return step, arrays, meta
 
     def _check_resumable(self, allow_changed: tuple[str, ...]) -> None:
         """Refuses a resume whose config differs from the run's in a key that may not change."""
@@ -244,7 +282,11 @@ class SweepWriter:
         from augnes_jax.sweep import SweepError
 
         try:
-            arrays, meta = self.checkpointer.restore(step)
+            if self._restored is not None and self._restored[0] == step:
+                _, arrays, meta = self._restored
+                self._restored = None  # the host copy is not needed once on the device
+            else:
+                arrays, meta = self.checkpointer.restore(step)
             saved = arrays["resume"]
             for r in self.sweep.runs:
                 saved[r.bucket.name]  # noqa: B018 - fail early, naming the bucket
