@@ -94,9 +94,9 @@ class _Said:
             self._state[source] = message
             log.log(level, "%s", message)
 
-    def fine(self, source: str) -> None:
+    def fine(self, source: str, message: str | None = None) -> None:
         if self._state.get(source):
-            log.info("%s: readable again", source)
+            log.info("%s", message or f"{source}: readable again")
         self._state[source] = None
 
 
@@ -132,7 +132,8 @@ class _CachedFile:
             self._value = self._parse(self.path)
         except (OSError, ValueError) as e:
             self._value = None
-            self._said.problem(str(self.path), f"{self.path}: ignored until it changes: {e}")
+            reason = str(e).removeprefix(f"{self.path}: ")
+            self._said.problem(str(self.path), f"{self.path}: {reason}; ignored until it changes")
             return None
         if self._value is not None:
             self._said.fine(str(self.path))
@@ -246,12 +247,12 @@ class RunCollector(Collector):
     def _collect(self) -> list[Any]:
         if not self.run_dir.is_dir():
             what = "is not a directory" if self.run_dir.exists() else "does not exist (yet)"
-            self._said.problem("run_dir", f"run directory {self.run_dir} {what}; serving no metrics until it does")
+            self._said.problem(str(self.run_dir), f"run directory {self.run_dir} {what}; serving no metrics until it does")
             if self.tail.rows:
                 self.histogram.clear()
             self.tail = JudgmentTail(self.tail.path)
             return []
-        self._said.fine("run_dir")
+        self._said.fine(str(self.run_dir), f"run directory {self.run_dir} found; serving its metrics")
         g = _Families()
         self._strategy_stats(g)
         self._world_model_stats(g)
