@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from augnes_jax import files, serve
+from augnes_jax.judgments import JudgmentWriter, make_judgments
 from augnes_jax.run_metrics import DEFAULT_BUCKETS
 from tests import prometheus_helpers as ph
 from tests.sweep_configs import TINY
@@ -95,6 +96,7 @@ def live_run(tmp_path_factory):
     exporter.close()
 
 
+@pytest.mark.slow
 def test_a_live_sweep_scraped_every_fifth_of_a_second_never_errs_and_never_goes_back(live_run):
     scrapes = live_run["scrapes"]
     assert live_run["errors"] == []
@@ -119,6 +121,7 @@ def test_a_live_sweep_scraped_every_fifth_of_a_second_never_errs_and_never_goes_
     assert seen_partial
 
 
+@pytest.mark.slow
 def test_values_equal_the_runs_json_files(live_run):
     run_dir, s = live_run["run_dir"], live_run["final"]
     run = run_dir.name
@@ -175,6 +178,7 @@ def test_values_equal_the_runs_json_files(live_run):
     assert ph.one(s, "augnes_sweep_epoch") == state["epoch"] == 1
 
 
+@pytest.mark.slow
 def test_regret_histogram_equals_numpy_over_judgments(live_run):
     run_dir, s = live_run["run_dir"], live_run["final"]
     records = _judgment_lines(run_dir / "judgments.jsonl")
@@ -197,6 +201,24 @@ def test_regret_histogram_equals_numpy_over_judgments(live_run):
 # --------------------------------------------------------------------------------------------
 
 
+def _synthetic_lines(tmp_path, n: int = 40) -> list[bytes]:
+    """Returns ``n`` judgment lines as the sweep's writer writes them: two variants, goals 0 and
+    3, regrets from below 0 (first bucket) to above 100 (+Inf bucket)."""
+    rng = np.random.default_rng(7)
+    regret = np.concatenate([[-0.5, 0.0, 100.0, 250.0], rng.exponential(5.0, n - 4)])
+    optimal = rng.normal(-10.0, 2.0, n)
+    variants = np.array(["h4-b400-s0", "h16-b400-s1"])[np.arange(n) % 2]
+    recs = make_judgments(
+        np.where(np.arange(n) % 4 < 2, 0, 3), optimal - regret, optimal, optimal - 3.0, np.arange(n),
+        run="inc", variant=variants, hidden_dim=np.where(np.arange(n) % 2, 16, 4), buffer_size=400,
+        seed=np.arange(n) % 2, epoch=0, strategy="mpc_world_model", oracle="given",
+    )
+    path = tmp_path / "source.jsonl"
+    with JudgmentWriter(path) as w:
+        w.append(recs)
+    return path.read_bytes().splitlines(keepends=True)
+
+
 @pytest.fixture
 def exporter_on(tmp_path):
     started = []
@@ -211,8 +233,8 @@ def exporter_on(tmp_path):
         e.close()
 
 
-def test_judgments_are_read_incrementally_and_a_torn_line_waits(live_run, tmp_path, exporter_on, caplog):
-    lines = (live_run["run_dir"] / "judgments.jsonl").read_bytes().splitlines(keepends=True)
+def test_judgments_are_read_incrementally_and_a_torn_line_waits(tmp_path, exporter_on, caplog):
+    lines = _synthetic_lines(tmp_path)
     records = [json.loads(x) for x in lines]
     run_dir = tmp_path / "inc"
     run_dir.mkdir()
@@ -251,8 +273,8 @@ def test_judgments_are_read_incrementally_and_a_torn_line_waits(live_run, tmp_pa
     _assert_histograms_equal(ph.scrape(e.url), records[:5])
 
 
-def test_a_complete_last_line_without_newline_counts_once(live_run, tmp_path, exporter_on):
-    lines = (live_run["run_dir"] / "judgments.jsonl").read_bytes().splitlines(keepends=True)
+def test_a_complete_last_line_without_newline_counts_once(tmp_path, exporter_on):
+    lines = _synthetic_lines(tmp_path)
     records = [json.loads(x) for x in lines]
     run_dir = tmp_path / "nonl"
     run_dir.mkdir()
@@ -267,10 +289,11 @@ def test_a_complete_last_line_without_newline_counts_once(live_run, tmp_path, ex
     assert e.collector.tail.lines == 6
 
 
-def test_json_files_are_parsed_again_only_when_they_change(live_run, tmp_path, exporter_on):
+def test_json_files_are_parsed_again_only_when_they_change(tmp_path, exporter_on):
     run_dir = tmp_path / "cache"
     run_dir.mkdir()
-    stats = json.loads((live_run["run_dir"] / "strategy_stats.json").read_text())
+    stats = {"schema": 1, "experiments": [{"variant": "h4-b400-s0", "hidden_dim": 4, "buffer_size": 400,
+                                           "seed": 0, "episodes": 8, "avg_regret": 6.25, "goals": {}}]}
     files.write_json_atomic(run_dir / "strategy_stats.json", stats)
     e = exporter_on(run_dir)
     for _ in range(3):
@@ -289,7 +312,7 @@ def test_json_files_are_parsed_again_only_when_they_change(live_run, tmp_path, e
 # --------------------------------------------------------------------------------------------
 
 
-def test_a_missing_run_dir_gives_empty_metrics_and_one_log_line(live_run, tmp_path, exporter_on, caplog):
+def test_a_missing_run_dir_gives_empty_metrics_and_one_log_line(tmp_path, exporter_on, caplog):
     run_dir = tmp_path / "later"
     e = exporter_on(run_dir)
     with caplog.at_level(logging.INFO, logger="augnes_jax.run_metrics"):
@@ -300,8 +323,9 @@ def test_a_missing_run_dir_gives_empty_metrics_and_one_log_line(live_run, tmp_pa
         # the sweep creates it: a half-written run is served as far as it goes
         before = len(caplog.records)
         run_dir.mkdir()
-        shutil.copy(live_run["run_dir"] / "decision.json", run_dir / "decision.json")
-        text = (live_run["run_dir"] / "strategy_stats.json").read_text()
+        files.write_json_atomic(run_dir / "decision.json", {
+            "decision": "keep", "recommended": {"hidden_dim": 32, "buffer_size": 400}, "epsilon": 0.5})
+        text = json.dumps({"experiments": [{"variant": "h4-b400-s0", "avg_regret": 1.5}]}, indent=2)
         (run_dir / "strategy_stats.json").write_text(text[: len(text) // 2])
         s = ph.scrape(e.url)
         s = ph.scrape(e.url)
@@ -379,6 +403,7 @@ def test_cli_refuses_bad_options(tmp_path, capsys, argv, words):
     assert line.startswith("python -m augnes_jax.serve: error: argument") and words in line, line
 
 
+@pytest.mark.slow
 def test_cli_serves_until_sigterm(live_run, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ph.REPO)}
     proc = subprocess.Popen([sys.executable, "-m", "augnes_jax.serve", str(live_run["run_dir"]), "--port", "0"],
@@ -405,6 +430,7 @@ def test_cli_serves_until_sigterm(live_run, tmp_path):
 # --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_every_metric_in_the_dashboard_and_the_rules_is_exported(live_run):
     exported = {name for name, _ in live_run["final"]}
     exprs = ph.dashboard_exprs() + ph.rule_exprs()
@@ -456,6 +482,7 @@ def _by(result: list[dict], *labels: str) -> dict[tuple, float]:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("prometheus") is None,
                     reason="prometheus not on PATH (Debian: apt-get install prometheus)")
 def test_a_real_prometheus_evaluates_every_dashboard_query_to_the_runs_values(live_run, tmp_path):
