@@ -157,10 +157,12 @@ class RegretHistogram:
     def __init__(self, bounds: Sequence[float] = DEFAULT_BUCKETS):
         self.bounds = np.asarray(check_buckets(bounds), np.float64)
         self.cells: dict[tuple, tuple[np.ndarray, float]] = {}  # key -> (counts per bucket, sum)
+        self._family: tuple[str, HistogramMetricFamily] | None = None  # built for a run, until counts change
 
     def clear(self) -> None:
         """Returns nothing; forgets every count."""
         self.cells.clear()
+        self._family = None
 
     def add(self, new: NewJudgments) -> None:
         """Returns nothing; counts the judgments ``new`` (vectorised over its rows)."""
@@ -175,13 +177,17 @@ class RegretHistogram:
         bucket = np.searchsorted(self.bounds, new.regret, side="left")  # first bound >= regret
         counts = np.bincount(kidx * nb + bucket, minlength=ukeys.shape[0] * nb).reshape(-1, nb)
         sums = np.bincount(kidx, weights=new.regret, minlength=ukeys.shape[0])
+        self._family = None
         for row, c, s in zip(ukeys.tolist(), counts, sums.tolist(), strict=True):
             key = (str(names[row[0]]), *row[1:])
             old = self.cells.get(key)
             self.cells[key] = (c.astype(np.int64), s) if old is None else (old[0] + c, old[1] + s)
 
     def family(self, run: str) -> HistogramMetricFamily:
-        """Returns the histogram family ``augnes_judgment_regret`` (cumulative buckets)."""
+        """Returns the histogram family ``augnes_judgment_regret`` (cumulative buckets); the
+        family of the previous call while no count has changed."""
+        if self._family is not None and self._family[0] == run:
+            return self._family[1]
         fam = HistogramMetricFamily(
             PREFIX + "judgment_regret",
             "Regret (optimal - reward) of each judged episode in judgments.jsonl, per variant and goal.",
@@ -195,6 +201,7 @@ class RegretHistogram:
                 buckets=list(zip(les, cum, strict=True)),
                 sum_value=total,
             )
+        self._family = (run, fam)
         return fam
 
 
