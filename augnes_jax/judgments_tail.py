@@ -18,11 +18,13 @@ import dataclasses
 import json
 import logging
 import os
+import types
 from pathlib import Path
 
 import numpy as np
 
 from augnes_jax import judgments_parse as parse
+from augnes_jax.stats import experiment_keys
 
 __all__ = ["JudgmentTail", "NewJudgments"]
 
@@ -195,9 +197,8 @@ def _columns(parts: list[parse.Part]) -> NewJudgments:
         return p.strs.get(name) or [None] * p.lines.shape[0]
 
     variant: list = []
-    for p in parts:
-        for v, s in zip(strs("variant", p), strs("strategy", p), strict=True):
-            variant.append(v if v is not None else s if s is not None else "all")
+    for p in parts:  # experiment_keys reads only these two columns
+        variant += experiment_keys(types.SimpleNamespace(variant=strs("variant", p), strategy=strs("strategy", p)))
     return NewJudgments(
         goal_id=ints("goal_id"),
         regret=floats("regret"),

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -307,6 +308,24 @@ def test_json_files_are_parsed_again_only_when_they_change(tmp_path, exporter_on
     assert ph.one(s, "augnes_variant_avg_regret", variant="h4-b400-s0") == 123.25
 
 
+def test_an_external_log_without_capacity_fields_is_named_as_strategy_stats_names_it(tmp_path, exporter_on):
+    run_dir = tmp_path / "ext"
+    run_dir.mkdir()
+    lines = [{"goal_id": 2, "reward": 1.0, "regret": 0.75, "strategy": "greedy"},
+             {"goal_id": 2, "reward": 1.0, "optimal_reward": 3.5},
+             {"goal_id": 2, "reward": 1.0, "regret": 30.0, "strategy": "greedy"}]
+    (run_dir / "judgments.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    url = exporter_on(run_dir).url
+    s = ph.scrape(url)
+    blank = {"hidden_dim": "", "buffer_size": "", "seed": "", "goal": "2", "run": "ext"}
+    assert ph.one(s, "augnes_judgment_regret_count", variant="greedy", **blank) == 2
+    assert ph.one(s, "augnes_judgment_regret_sum", variant="greedy", **blank) == 30.75
+    assert ph.one(s, "augnes_judgment_regret_bucket", variant="greedy", le="1.0", **blank) == 1
+    assert ph.one(s, "augnes_judgment_regret_bucket", variant="greedy", le="50.0", **blank) == 2
+    assert ph.one(s, "augnes_judgment_regret_sum", variant="all", **blank) == 2.5
+    assert ph.scrape(url) == s
+
+
 # --------------------------------------------------------------------------------------------
 # Missing and half-written run directories
 # --------------------------------------------------------------------------------------------
@@ -445,6 +464,26 @@ def test_every_metric_in_the_dashboard_and_the_rules_is_exported(live_run):
     assert {"augnes_judgment_regret_bucket", "augnes_capacity_avg_regret", "augnes_marginal_gain",
             "augnes_decision", "augnes_alerts_total", "augnes_marginal_gain_compared",
             "augnes_decision_epsilon"} <= used
+
+
+def test_provisioning_points_at_the_dashboard_and_its_data_source(tmp_path):
+    import yaml
+
+    prov = ph.GRAFANA / "provisioning"
+    ds = yaml.safe_load((prov / "datasources" / "prometheus.yml").read_text())["datasources"]
+    assert [d["type"] for d in ds] == ["prometheus"]
+    scrape = yaml.safe_load((ph.GRAFANA / "prometheus.yml").read_text())
+    assert scrape["scrape_configs"][0]["static_configs"][0]["targets"] == [f"127.0.0.1:{serve.DEFAULT_PORT}"]
+    providers = yaml.safe_load((prov / "dashboards" / "augnes.yml").read_text())["providers"]
+    path = os.path.expandvars(providers[0]["options"]["path"].replace("${GF_PATHS_PROVISIONING}", str(prov)))
+    assert (Path(path) / ph.DASHBOARD.name).resolve() == ph.DASHBOARD.resolve()
+    dash = json.loads(ph.DASHBOARD.read_text())
+    uids = {p["datasource"]["uid"] for p in dash["panels"] if p["type"] != "row"}
+    uids |= {t["datasource"]["uid"] for p in dash["panels"] for t in p.get("targets", [])}
+    uids |= {v["datasource"]["uid"] for v in dash["templating"]["list"]}
+    assert uids == {ds[0]["uid"]}
+    kinds = {p["type"] for p in dash["panels"]}
+    assert {"stat", "timeseries", "barchart", "bargauge", "table"} <= kinds
 
 
 def test_metric_names_reader_sees_through_promql():
