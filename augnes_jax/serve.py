@@ -12,6 +12,7 @@ a directory, a port out of range or in use, a host that does not resolve, bad ``
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import logging
 import signal
@@ -136,8 +137,6 @@ def build_parser() -> ArgumentParser:
 
 
 def _wrap(fn, name: str):
-    import argparse
-
     def parse(text: str):
         try:
             return fn(text)
