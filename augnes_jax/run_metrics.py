@@ -255,8 +255,7 @@ class RunCollector(Collector):
         if not self.run_dir.is_dir():
             what = "is not a directory" if self.run_dir.exists() else "does not exist (yet)"
             self._said.problem(str(self.run_dir), f"run directory {self.run_dir} {what}; serving no metrics until it does")
-            if self.tail.rows:
-                self.histogram.clear()
+            self.histogram.clear()
             self.tail = JudgmentTail(self.tail.path)
             return []
         self._said.fine(str(self.run_dir), f"run directory {self.run_dir} found; serving its metrics")
