@@ -11,6 +11,7 @@ CASES = [
     ("meta", ["RUN", "--epsilon=--"]),
     ("dashboard", ["RUN", "--out=--"]),
     ("infer", ["RUN", "--obs=--", "--action=0"]),  # argparse alone: AttributeError
+    ("serve", ["RUN", "--host=--"]),  # argparse alone: an empty list as the address, a TypeError
 ]
 
 
