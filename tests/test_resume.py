@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -133,17 +134,27 @@ KILL_POINTS = {
 }
 
 
-def kill_when(cmd, env, run_dir: Path, ready, delay: float, timeout: float = 300) -> int:
-    """Starts ``cmd``, SIGKILLs it ``delay`` seconds after ``ready(run_dir)``; returns its status."""
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+def kill_when(cmd, env, run_dir: Path, ready, delay: float, timeout: float = 300) -> None:
+    """Starts ``cmd`` and SIGKILLs it ``delay`` seconds after ``ready(run_dir)``.
+
+    Fails unless the moment came and the kill ended the run: a sweep that finished first, or
+    crashed, or never reached the moment, would make the resume test pass without its premise.
+    """
+    log = tempfile.TemporaryFile()  # not a pipe: a full pipe would stall the run
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
     deadline = time.monotonic() + timeout
-    while proc.poll() is None and time.monotonic() < deadline and not ready(run_dir):
+    reached = False
+    while proc.poll() is None and time.monotonic() < deadline and not (reached := ready(run_dir)):
         time.sleep(0.005)
     time.sleep(delay)
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGKILL)
-    return proc.wait()
+    status = proc.wait()
+    log.seek(0)
+    err = log.read().decode(errors="replace")[-2000:]
+    log.close()
+    assert reached, f"the kill moment never came (status {status}): {err}"
+    assert status == -signal.SIGKILL, f"the run ended with status {status} before the kill: {err}"
 
 
 @pytest.mark.parametrize("point", list(KILL_POINTS))
