@@ -56,11 +56,14 @@ import json, resource, signal, sys
 from augnes_jax import files
 path, limit = sys.argv[1], int(sys.argv[2])
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
 try:
     files.write_json_atomic(path, {"values": list(range(10000))})
 except files.ArtifactWriteError as e:
     print(json.dumps({"errno": e.errno, "message": str(e)}))
+finally:
+    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))  # files written at exit (coverage data)
 """
 
 
