@@ -17,7 +17,8 @@ The data come from the TensorBoard runs through the MetaJudgmentController's rea
 evidence windows it decides on); ``strategy_stats.json`` fills the goal heatmap when the runs
 carry no per-goal tags. Capacity axes are logarithmic and the controller's recommended capacity
 is marked (from ``decision.json`` when present, else computed). Rendering uses matplotlib's Agg
-canvas through ``Figure`` objects, never pyplot's global state.
+canvas through ``Figure`` objects, never pyplot's global state; :func:`figures` returns them
+unsaved (what each plot draws), :func:`render` writes them.
 """
 
 from __future__ import annotations
