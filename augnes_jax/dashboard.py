@@ -17,7 +17,8 @@ The data come from the TensorBoard runs through the MetaJudgmentController's rea
 evidence windows it decides on); ``strategy_stats.json`` fills the goal heatmap when the runs
 carry no per-goal tags. Capacity axes are logarithmic and the controller's recommended capacity
 is marked (from ``decision.json`` when present, else computed). Rendering uses matplotlib's Agg
-canvas through ``Figure`` objects, never pyplot's global state.
+canvas through ``Figure`` objects, never pyplot's global state; :func:`figures` returns them
+unsaved (what each plot draws), :func:`render` writes them.
 """
 
 from __future__ import annotations
@@ -151,7 +152,7 @@ def _mark_recommended(ax, value: int | None, label: str) -> None:
 # ------------------------------------------------------------------------------------ plots
 
 
-def _plot_regret_vs_hidden(d: _Data, path: Path, dpi: int) -> Path:
+def _plot_regret_vs_hidden(d: _Data, dpi: int):
     fig = _figure(dpi=dpi)
     ax = fig.subplots()
     if not d.evidence:
@@ -169,10 +170,10 @@ def _plot_regret_vs_hidden(d: _Data, path: Path, dpi: int) -> Path:
     ax.set_ylabel(f"avg regret (last {_k(d)} epochs, 95% band)")
     _title(ax, "Regret against model width")
     _legend(ax)
-    return _save(fig, path)
+    return fig
 
 
-def _plot_advantage_vs_hidden(d: _Data, path: Path, dpi: int) -> Path:
+def _plot_advantage_vs_hidden(d: _Data, dpi: int):
     fig = _figure(dpi=dpi)
     ax = fig.subplots()
     if not d.evidence:
@@ -196,10 +197,10 @@ def _plot_advantage_vs_hidden(d: _Data, path: Path, dpi: int) -> Path:
     ax.set_ylabel("avg advantage (reward - baseline)")
     _title(ax, "Advantage against model width")
     _legend(ax)
-    return _save(fig, path)
+    return fig
 
 
-def _plot_regret_vs_buffer(d: _Data, path: Path, dpi: int) -> Path:
+def _plot_regret_vs_buffer(d: _Data, dpi: int):
     fig = _figure(dpi=dpi)
     ax = fig.subplots()
     if not d.evidence:
@@ -217,7 +218,7 @@ def _plot_regret_vs_buffer(d: _Data, path: Path, dpi: int) -> Path:
     ax.set_ylabel(f"avg regret (last {_k(d)} epochs, 95% band)")
     _title(ax, "Regret against replay buffer size")
     _legend(ax)
-    return _save(fig, path)
+    return fig
 
 
 def _goal_matrix(d: _Data, run_dir: Path) -> tuple[list[int], list[tuple[int, int]], np.ndarray] | None:
@@ -274,7 +275,7 @@ def _goal_regret_from_stats(run_dir: Path) -> dict[tuple[int, int], dict[int, li
     return out
 
 
-def _plot_goal_heatmap(d: _Data, path: Path, dpi: int, run_dir: Path) -> Path:
+def _plot_goal_heatmap(d: _Data, dpi: int, run_dir: Path):
     fig = _figure(figsize=(max(6.4, 0.5 * len(d.groups) + 2.5), 4.2), dpi=dpi)
     ax = fig.subplots()
     fig.subplots_adjust(bottom=0.2)  # room for the two-line capacity labels
@@ -301,10 +302,10 @@ def _plot_goal_heatmap(d: _Data, path: Path, dpi: int, run_dir: Path) -> Path:
     ax.set_xlabel("capacity (hidden_dim, buffer_size), increasing")
     ax.set_ylabel("goal id")
     _title(ax, "Avg regret per goal and capacity")
-    return _save(fig, path)
+    return fig
 
 
-def _plot_val_mse(d: _Data, path: Path, dpi: int) -> Path:
+def _plot_val_mse(d: _Data, dpi: int):
     fig = _figure(dpi=dpi)
     ax = fig.subplots()
     drew = False
@@ -331,10 +332,10 @@ def _plot_val_mse(d: _Data, path: Path, dpi: int) -> Path:
     ax.set_ylabel("world model validation MSE (log scale)")
     _title(ax, "Model error against capacity")
     _legend(ax)
-    return _save(fig, path)
+    return fig
 
 
-def _plot_regret_by_epoch(d: _Data, path: Path, dpi: int) -> Path:
+def _plot_regret_by_epoch(d: _Data, dpi: int):
     import matplotlib as mpl
     from matplotlib.lines import Line2D
 
@@ -382,7 +383,7 @@ def _plot_regret_by_epoch(d: _Data, path: Path, dpi: int) -> Path:
     ax.set_xlabel("epoch")
     ax.set_ylabel("avg regret (regret/avg)")
     _title(ax, f"Regret by epoch, {len(d.variants)} variants")
-    return _save(fig, path)
+    return fig
 
 
 # ----------------------------------------------------------------------- transition pattern
@@ -454,9 +455,8 @@ def _pick_models(d: _Data) -> list[tuple[str, list[VariantEvidence]]]:
 
 
 def _plot_transition(
-    d: _Data, path: Path, dpi: int, run_dir: Path, loader: WorldModelLoader | None, env_factory: EnvFactory | None,
-    n: int,
-) -> Path | None:  # fmt: skip
+    d: _Data, dpi: int, run_dir: Path, loader: WorldModelLoader | None, env_factory: EnvFactory | None, n: int,
+):  # fmt: skip
     if loader is None or env_factory is None:
         return None
     picks = _pick_models(d)
@@ -528,7 +528,7 @@ def _plot_transition(
         _title(ax, f"{role}: {ev.name} (slice MSE {mse:.3g})", fontsize=10)
         ax.legend(loc="upper right", fontsize=7)
     fig.suptitle("Transition pattern: true vs predicted Δs over a 2-D state slice")
-    return _save(fig, path)
+    return fig
 
 
 # ------------------------------------------------------------------------------------ render
@@ -554,6 +554,47 @@ def _recommended(run_dir: Path, ctrl: MetaJudgmentController, prefer_controller:
             log.warning("cannot read %s (%s); using the controller's decision", path, e)
     decision = ctrl.decision if ctrl.decision is not None else ctrl.update()
     return dict(decision.recommended)
+
+
+def figures(
+    run_dir: str | os.PathLike,
+    *,
+    controller: MetaJudgmentController | None = None,
+    epsilon: float | None = None,
+    world_model_loader: WorldModelLoader | None = None,
+    env_factory: EnvFactory | None = None,
+    slice_points: int = 21,
+    bootstrap_samples: int = 500,
+    dpi: int = 80,
+) -> dict[str, Any]:
+    """Returns the dashboard's matplotlib ``Figure`` objects by PNG name, in ``PLOTS`` order.
+
+    Nothing is written. ``transition_pattern.png`` is left out when its sources are not
+    available. The arguments are those of :func:`render`.
+    """
+    run_dir = Path(run_dir)
+    given = controller is not None
+    if controller is None:
+        controller = _controller_for(run_dir, epsilon)
+    if controller.decision is None:
+        controller.update()
+    d = _Data(controller, _recommended(run_dir, controller, prefer_controller=given), bootstrap_samples)
+    figs = dict(zip(PLOTS[:6], [
+        _plot_regret_vs_hidden(d, dpi),
+        _plot_advantage_vs_hidden(d, dpi),
+        _plot_regret_vs_buffer(d, dpi),
+        _plot_goal_heatmap(d, dpi, run_dir),
+        _plot_val_mse(d, dpi),
+        _plot_regret_by_epoch(d, dpi),
+    ], strict=True))  # fmt: skip
+    if world_model_loader is None or env_factory is None:
+        default_loader, default_env = _default_sources()
+        world_model_loader = world_model_loader or default_loader
+        env_factory = env_factory or default_env
+    t = _plot_transition(d, dpi, run_dir, world_model_loader, env_factory, slice_points)
+    if t is not None:
+        figs[PLOTS[6]] = t
+    return figs
 
 
 def render(
@@ -582,30 +623,12 @@ def render(
       bootstrap_samples: replicates of the regret bands' bootstrap.
       dpi: PNG resolution.
     """
-    run_dir = Path(run_dir)
-    out = Path(out_dir) if out_dir is not None else run_dir / "plots"
-    given = controller is not None
-    if controller is None:
-        controller = _controller_for(run_dir, epsilon)
-    if controller.decision is None:
-        controller.update()
-    d = _Data(controller, _recommended(run_dir, controller, prefer_controller=given), bootstrap_samples)
-    written = [
-        _plot_regret_vs_hidden(d, out / PLOTS[0], dpi),
-        _plot_advantage_vs_hidden(d, out / PLOTS[1], dpi),
-        _plot_regret_vs_buffer(d, out / PLOTS[2], dpi),
-        _plot_goal_heatmap(d, out / PLOTS[3], dpi, run_dir),
-        _plot_val_mse(d, out / PLOTS[4], dpi),
-        _plot_regret_by_epoch(d, out / PLOTS[5], dpi),
-    ]
-    if world_model_loader is None or env_factory is None:
-        default_loader, default_env = _default_sources()
-        world_model_loader = world_model_loader or default_loader
-        env_factory = env_factory or default_env
-    t = _plot_transition(d, out / PLOTS[6], dpi, run_dir, world_model_loader, env_factory, slice_points)
-    if t is not None:
-        written.append(t)
-    return written
+    out = Path(out_dir) if out_dir is not None else Path(run_dir) / "plots"
+    figs = figures(
+        run_dir, controller=controller, epsilon=epsilon, world_model_loader=world_model_loader,
+        env_factory=env_factory, slice_points=slice_points, bootstrap_samples=bootstrap_samples, dpi=dpi,
+    )  # fmt: skip
+    return [_save(fig, out / name) for name, fig in figs.items()]
 
 
 def _controller_for(run_dir: Path, epsilon: float | None) -> MetaJudgmentController:

@@ -255,3 +255,65 @@ def test_single_variant_layout_loads_without_val_mse(tmp_path):
     obs, act, _ = _toy_data(3, 1)
     want = wm.predict_delta(jax.tree.map(lambda x: x[0], state), obs, act)
     np.testing.assert_allclose(p.predict_delta(obs, act), want, rtol=1e-6, atol=1e-7)
+
+
+def _with(variants, name, **fields):
+    return [{**v, **fields} if v["name"] == name else v for v in variants]
+
+
+def _extra_layer(arrays):
+    """Returns ``arrays`` with a layer the network does not have (a copy: the fixture is shared)."""
+    layers = dict(arrays["params"]["w16"]["params"])
+    layers["extra"] = dict(layers["hidden_1"])
+    return {**arrays, "params": {**arrays["params"], "w16": {"params": layers}}}
+
+
+def _normalizer_of_another_bucket(arrays):
+    return {**arrays, "normalizer": {"w4": arrays["normalizer"]["w4"]}}
+
+
+H8 = "h8-b256-s0"
+# (meta fields, variants(variants), arrays(arrays), variant to load, the error's text)
+INVALID = {
+    "obs_dim_zero": ({"obs_dim": 0}, None, None, H8, "meta field 'obs_dim' must be a positive integer, got 0"),
+    "act_dim_bool": ({"act_dim": True}, None, None, H8, "meta field 'act_dim' must be a positive integer, got True"),
+    "num_layers_missing": ({"num_layers": None}, None, None, H8, "'num_layers' must be a positive integer, got None"),
+    "no_variants": ({}, lambda vs: [], None, H8, "meta field 'variants' must be a non-empty list of objects"),
+    "variant_not_an_object": ({}, lambda vs: ["h8"], None, H8, "'variants' must be a non-empty list of objects"),
+    "no_finite_val_mse": ({}, lambda vs: [{**v, "val_mse": None} for v in vs], None, "best",
+                          "no variant has a finite val_mse; name one of h8-b256-s0, h16-b256-s0, h3-b256-s0"),
+    "hidden_dim_not_int": ({}, lambda vs: _with(vs, H8, hidden_dim=8.0), None, H8,
+                           "meta field 'hidden_dim' must be a positive integer, got 8.0"),
+    "unknown_bucket": ({}, lambda vs: _with(vs, H8, bucket="w99"), None, H8,
+                       "variant 'h8-b256-s0' names bucket 'w99', not in params"),
+    "bucket_not_in_normalizer": ({}, None, _normalizer_of_another_bucket, H8,
+                                 "variant 'h8-b256-s0' names bucket 'w16', not in normalizer"),
+    "index_out_of_range": ({}, lambda vs: _with(vs, H8, index=5), None, H8,
+                           "variant 'h8-b256-s0' (bucket 'w16', index 5) does not match the arrays"),
+    "wider_than_its_bucket": ({}, lambda vs: _with(vs, H8, hidden_dim=32, mask=None), None, H8,
+                              "variant 'h8-b256-s0' hidden_dim 32 > width 16"),
+    "mask_with_a_hole": ({}, lambda vs: _with(vs, H8, mask=[1] * 7 + [0, 1] + [0] * 7), None, H8,
+                         "variant 'h8-b256-s0' mask is not 8 leading ones"),
+    "obs_dim_of_another_env": ({"obs_dim": OBS + 1}, None, None, H8,
+                               "params of variant 'h8-b256-s0' do not fit obs_dim/act_dim/num_layers"),
+    "unexpected_layer": ({}, None, _extra_layer, H8, "unexpected layer 'extra' in params"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(INVALID))
+def test_load_world_model_names_what_is_wrong_with_the_checkpoint(trained_run, tmp_path, case):
+    fields, edit_variants, edit_arrays, variant, needle = INVALID[case]
+    _, states, variants, _ = trained_run
+    variants = edit_variants(variants) if edit_variants else variants
+    arrays = ckpt.world_model_arrays(states)
+    arrays = edit_arrays(arrays) if edit_arrays else arrays
+    with ckpt.SweepCheckpointer(tmp_path / "checkpoints") as saver:
+        saver.save(3, arrays=arrays, meta={**_meta(variants), **fields})
+    text = _assert_one_line_error(tmp_path, needle, variant=variant)
+    if case != "no_finite_val_mse":
+        assert text.startswith(f"{tmp_path / 'checkpoints' / '3' / 'meta'}: "), text
+
+
+def test_a_directory_without_checkpoints_is_named(tmp_path):
+    (tmp_path / "run").mkdir()
+    _assert_one_line_error(tmp_path / "run", f"{tmp_path / 'run'}: no checkpoints directory")

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import math
 import types
 
 import numpy as np
 import pytest
 from synthetic_runs import build_run
 
-from augnes_jax import dashboard, files
+from augnes_jax import dashboard, envs, files, meta
 from augnes_jax.meta import MetaJudgmentController
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -110,23 +111,123 @@ def test_missing_transition_sources_skip_only_that_plot(tmp_path, caplog):
         _assert_png(p)
 
 
-def test_plotted_values_are_the_controller_evidence(tmp_path):
+def _lines(ax) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Returns the plotted lines by label, the recommended mark left out."""
+    return {
+        ln.get_label(): (np.asarray(ln.get_xdata(), np.float64), np.asarray(ln.get_ydata(), np.float64))
+        for ln in ax.lines if not ln.get_label().startswith("recommended")
+    }  # fmt: skip
+
+
+def _bands(ax) -> list[dict[float, tuple[float, float]]]:
+    """Returns each ``fill_between`` band, in drawing order, as ``{x: (lo, hi)}``."""
+    from matplotlib.collections import PolyCollection
+
+    out = []
+    for c in ax.collections:
+        if isinstance(c, PolyCollection):
+            v = c.get_paths()[0].vertices
+            out.append({float(x): (v[v[:, 0] == x, 1].min(), v[v[:, 0] == x, 1].max()) for x in np.unique(v[:, 0])})
+    return out
+
+
+def _recommended_x(ax) -> list[float]:
+    return [float(ln.get_xdata()[0]) for ln in ax.lines if ln.get_label().startswith("recommended")]
+
+
+def _figures(run_dir, ctrl=None, **kw):
+    kw.setdefault("world_model_loader", lambda r, v: None)
+    kw.setdefault("env_factory", lambda n: None)
+    return dashboard.figures(run_dir, controller=ctrl, epsilon=0.05, **kw)
+
+
+def _window_mean(series, k):
+    return float(np.mean([np.float32(x) for x in series[-k:]]))
+
+
+T975_1 = math.tan(math.pi * 0.475)  # Student-t 97.5% quantile with 1 degree of freedom
+
+
+def test_regret_plots_draw_the_evidence_means_and_the_controller_bands(tmp_path):
     run = _run(tmp_path)
     ctrl = _controller(tmp_path)
     ctrl.update()
-    d = dashboard._Data(ctrl, dict(ctrl.decision.recommended), bootstrap_samples=300)
-    for h in (8, 16, 32):
-        for b in (100, 400):
-            assert d.mean((h, b), "avg_regret") == pytest.approx(run.expected_avg_regret(h, b, 2), abs=1e-9)
-            lo, hi = d.regret_ci[(h, b)]
-            assert lo <= d.mean((h, b), "avg_regret") <= hi
-    goals, caps, mat = dashboard._goal_matrix(d, tmp_path)
-    assert goals == [0, 1, 2]
-    assert caps == sorted((h, b) for h in (8, 16, 32) for b in (100, 400))
+    figs = _figures(tmp_path, ctrl, bootstrap_samples=300)
+    assert list(figs) == list(dashboard.PLOTS[:-1])
+    k = ctrl.k_last
+    caps = sorted({(e.hidden_dim, e.buffer_size) for e in ctrl.evidence})
+    for name, lines_of, x_of in (
+        ("regret_vs_hidden_dim.png", [f"buffer_size={b}" for b in (100, 400)], lambda h, b: h),
+        ("regret_vs_buffer_size.png", [f"hidden_dim={h}" for h in (8, 16, 32)], lambda h, b: b),
+    ):
+        ax = figs[name].axes[0]
+        assert ax.get_xscale() == "log"
+        lines = _lines(ax)
+        assert list(lines) == lines_of
+        for label, band in zip(lines_of, _bands(ax), strict=True):
+            xs, ys = lines[label]
+            fixed = int(label.split("=")[1])
+            pairs = [(int(x), fixed) if "buffer" in label else (fixed, int(x)) for x in xs]
+            assert sorted(xs) == list(xs) and len(xs) == (3 if "buffer" in label else 2)
+            for (h, b), x, y in zip(pairs, xs, ys, strict=True):
+                assert x_of(h, b) == x
+                assert y == pytest.approx(run.expected_avg_regret(h, b, k), abs=1e-9)
+                # the band is the controller's interval: the bootstrap hulled with the seed t-interval
+                seeds = [np.mean(run.regret_avg[f"h{h}-b{b}-s{s}"][-k:]) for s in (0, 1)]
+                half = T975_1 * np.std(seeds, ddof=1) / math.sqrt(2)
+                lo, hi = band[x]
+                assert lo <= y - half + 1e-4 and hi >= y + half - 1e-4
+                evs = sorted((e for e in ctrl.evidence if (e.hidden_dim, e.buffer_size) == (h, b)), key=lambda e: e.seed)
+                rng = np.random.default_rng([ctrl.seed, 7, caps.index((h, b))])
+                assert (lo, hi) == pytest.approx(meta.avg_regret_ci(evs, bootstrap_samples=300, rng=rng), abs=1e-9)
+    rec = ctrl.decision.recommended
+    assert _recommended_x(figs["regret_vs_hidden_dim.png"].axes[0]) == [rec["hidden_dim"]]
+    assert _recommended_x(figs["regret_vs_buffer_size.png"].axes[0]) == [rec["buffer_size"]]
+
+
+def test_advantage_and_model_error_plots_draw_the_seed_means(tmp_path):
+    run = _run(tmp_path)
+    ctrl = _controller(tmp_path)
+    ctrl.update()
+    figs = _figures(tmp_path, ctrl)
+    k = ctrl.k_last
+    adv = figs["advantage_vs_hidden_dim.png"].axes[0]
+    mse = figs["val_mse_vs_capacity.png"].axes[0]
+    assert mse.get_yscale() == "log"
+    for b, adv_band in zip((100, 400), _bands(adv), strict=True):
+        xs, ys = _lines(adv)[f"buffer_size={b}"]
+        assert list(xs) == [8, 16, 32]
+        for h, y in zip((8, 16, 32), ys, strict=True):
+            seeds = [_window_mean([1.0 - a for a in run.regret_avg[f"h{h}-b{b}-s{s}"]], k) for s in (0, 1)]
+            assert y == pytest.approx(np.mean(seeds), abs=1e-6)
+            half = T975_1 * np.std(seeds, ddof=1) / math.sqrt(2)
+            assert adv_band[h] == pytest.approx((np.mean(seeds) - half, np.mean(seeds) + half), abs=1e-5)
+        xs, ys = _lines(mse)[f"buffer_size={b}"]
+        assert list(xs) == [8, 16, 32]
+        # the synthetic runs write val_mse = 1/h + 0.001 * epoch, the same for every seed
+        want = [_window_mean([1.0 / h + 0.001 * e for e in range(3)], k) for h in (8, 16, 32)]
+        np.testing.assert_allclose(ys, want, rtol=1e-6)
+    rec = ctrl.decision.recommended
+    assert _recommended_x(adv) == _recommended_x(mse) == [rec["hidden_dim"]]
+
+
+def test_goal_heatmap_draws_the_per_goal_window_means(tmp_path):
+    run = _run(tmp_path)
+    ctrl = _controller(tmp_path)
+    ctrl.update()
+    ax = _figures(tmp_path, ctrl)["goal_regret_heatmap.png"].axes[0]
+    caps = sorted((h, b) for h in (8, 16, 32) for b in (100, 400))
+    assert [t.get_text() for t in ax.get_xticklabels()] == [f"h{h}\nb{b}" for h, b in caps]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["0", "1", "2"]
+    mat = np.asarray(ax.images[0].get_array())
+    assert mat.shape == (3, len(caps))
     for j, (h, b) in enumerate(caps):
-        for g in goals:
+        for g in range(3):
             ref = np.mean([np.mean([c[g] for c in run.cells[f"h{h}-b{b}-s{s}"][-2:]]) for s in (0, 1)])
             assert mat[g, j] == pytest.approx(ref, abs=1e-6)
+    rec = ctrl.decision.recommended
+    (box,) = ax.patches
+    assert box.get_x() == caps.index((rec["hidden_dim"], rec["buffer_size"])) - 0.5
 
 
 def test_goal_heatmap_falls_back_to_strategy_stats(tmp_path):
@@ -137,23 +238,39 @@ def test_goal_heatmap_falls_back_to_strategy_stats(tmp_path):
         for h in (8, 16, 32) for b in (100, 400)
     ]  # fmt: skip
     files.write_json_atomic(tmp_path / "strategy_stats.json", {"schema": 1, "experiments": experiments})
-    ctrl = _controller(tmp_path)
-    ctrl.update()
-    d = dashboard._Data(ctrl, dict(ctrl.decision.recommended), bootstrap_samples=100)
-    goals, caps, mat = dashboard._goal_matrix(d, tmp_path)
-    assert goals == [0, 1]
-    for j, (h, b) in enumerate(caps):
-        assert mat[0, j] == pytest.approx(h / 10) and mat[1, j] == pytest.approx(b / 1000)
+    ax = _figures(tmp_path, bootstrap_samples=100)["goal_regret_heatmap.png"].axes[0]
+    caps = sorted((h, b) for h in (8, 16, 32) for b in (100, 400))
+    mat = np.asarray(ax.images[0].get_array())
+    np.testing.assert_allclose(mat, [[h / 10 for h, _ in caps], [b / 1000 for _, b in caps]])
+
+
+def test_regret_by_epoch_draws_every_variant_curve(tmp_path):
+    from matplotlib.collections import LineCollection
+
+    run = _run(tmp_path)
+    ax = _figures(tmp_path)["regret_by_epoch.png"].axes[0]
+    segs = [s for c in ax.collections if isinstance(c, LineCollection) for s in c.get_segments()]
+    got = sorted(tuple(map(tuple, s)) for s in segs)
+    want = sorted(tuple((float(e), v) for e, v in enumerate(vals)) for vals in run.regret_avg.values())
+    assert len(got) == len(run.names) == 12
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-6)
 
 
 def test_recommended_mark_comes_from_decision_json(tmp_path):
     _run(tmp_path)
     ctrl = _controller(tmp_path)
     computed = dict(ctrl.update().recommended)
-    assert dashboard._recommended(tmp_path, ctrl, prefer_controller=False) == computed  # no decision.json yet
+    assert computed != {"hidden_dim": 8, "buffer_size": 400}
+    ax = _figures(tmp_path)["regret_vs_hidden_dim.png"].axes[0]
+    assert _recommended_x(ax) == [computed["hidden_dim"]]  # no decision.json yet
     files.write_json_atomic(tmp_path / "decision.json", {"recommended": {"hidden_dim": 8, "buffer_size": 400}})
-    assert dashboard._recommended(tmp_path, ctrl, prefer_controller=False) == {"hidden_dim": 8, "buffer_size": 400}
-    assert dashboard._recommended(tmp_path, ctrl, prefer_controller=True) == computed
+    figs = _figures(tmp_path)
+    assert _recommended_x(figs["regret_vs_hidden_dim.png"].axes[0]) == [8]
+    assert _recommended_x(figs["regret_vs_buffer_size.png"].axes[0]) == [400]
+    # a controller handed in by the caller is the fresher source
+    ctrl = _controller(tmp_path)
+    ctrl.update()
+    assert _recommended_x(_figures(tmp_path, ctrl)["regret_vs_hidden_dim.png"].axes[0]) == [computed["hidden_dim"]]
 
 
 def test_arrow_components_follow_the_axes():
@@ -179,29 +296,33 @@ def test_cli(tmp_path, capsys):
         _assert_png(tmp_path / "out" / name)
 
 
-def test_transition_error_field_is_the_model_error(tmp_path, monkeypatch):
+def _transition_panels(fig):
+    """Returns ``(title, error image, [(U, V) of each quiver])`` for each panel of the figure."""
+    from matplotlib.quiver import Quiver
+
+    out = []
+    for ax in fig.axes:
+        if ax.images and any(isinstance(c, Quiver) for c in ax.collections):
+            arrows = [(np.asarray(c.U).ravel(), np.asarray(c.V).ravel()) for c in ax.collections if isinstance(c, Quiver)]
+            out.append((ax.get_title(), np.asarray(ax.images[0].get_array()), arrows))
+    return out
+
+
+def test_transition_pattern_draws_the_model_error_and_both_delta_fields(tmp_path):
     _run(tmp_path, hidden_dims=(8, 16), buffer_sizes=(100,))
     env = _FakeEnv()
-    captured = {}
-    real_imshow = None
-
-    def spy(self, X, *args, **kwargs):
-        captured.setdefault("fields", []).append(np.asarray(X))
-        return real_imshow(self, X, *args, **kwargs)
-
-    from matplotlib.axes import Axes
-
-    real_imshow = Axes.imshow
-    monkeypatch.setattr(Axes, "imshow", spy)
-    dashboard.render(
-        tmp_path, epsilon=0.05, world_model_loader=lambda r, v: _FakeModel("point", env.truth),
-        env_factory=lambda n: env,
-    )  # fmt: skip
+    figs = _figures(tmp_path, world_model_loader=lambda r, v: _FakeModel("point", env.truth), env_factory=lambda n: env)
+    panels = _transition_panels(figs["transition_pattern.png"])
+    assert [t.split(":")[0] for t, _, _ in panels] == ["best", "smallest"]
+    assert panels[0][0].startswith("best: h16-") and panels[1][0].startswith("smallest: h8-")
     expected = np.linalg.norm(0.5 * env.truth, axis=1).reshape(7, 7)
-    errs = [f for f in captured["fields"] if f.shape == (7, 7)]
-    assert len(errs) == 2  # best and smallest
-    for f in errs:
-        np.testing.assert_allclose(f, expected, rtol=1e-12)
+    for _, err, arrows in panels:
+        np.testing.assert_allclose(err, expected, rtol=1e-12)
+        (tu, tv), (pu, pv) = arrows  # true, then predicted; all 7 x 7 points drawn
+        np.testing.assert_allclose(tu, env.truth[:, 0], rtol=1e-12)
+        np.testing.assert_allclose(tv, env.truth[:, 1], rtol=1e-12)
+        np.testing.assert_allclose(pu, 0.5 * env.truth[:, 0], rtol=1e-12)
+        np.testing.assert_allclose(pv, 0.5 * env.truth[:, 1], rtol=1e-12)
 
 
 def test_empty_evidence_still_draws_labelled_placeholders(tmp_path):
@@ -215,6 +336,14 @@ def test_empty_evidence_still_draws_labelled_placeholders(tmp_path):
     assert [p.name for p in paths] == list(dashboard.PLOTS[:-1])
     for p in paths:
         _assert_png(p)
+    figs = _figures(tmp_path, ctrl)
+    placeholder = {name: [t.get_text() for t in fig.axes[0].texts] for name, fig in figs.items()}
+    assert placeholder == {
+        "regret_vs_hidden_dim.png": ["no evidence yet"], "advantage_vs_hidden_dim.png": ["no evidence yet"],
+        "regret_vs_buffer_size.png": ["no evidence yet"], "goal_regret_heatmap.png": ["no per-goal regret yet"],
+        "val_mse_vs_capacity.png": ["no world_model/val_mse yet"], "regret_by_epoch.png": ["no evidence yet"],
+    }  # fmt: skip
+    assert not any(_lines(fig.axes[0]) for fig in figs.values())
 
 
 def test_render_reuses_an_updated_controller(tmp_path):
@@ -229,29 +358,28 @@ def test_render_reuses_an_updated_controller(tmp_path):
 
 
 @pytest.mark.parametrize("env_name", ["reacher", "gridworld"])
-def test_transition_plot_on_the_real_environment_slices(tmp_path, env_name, monkeypatch):
-    envs = pytest.importorskip("augnes_jax.envs")
+def test_transition_plot_on_the_real_environment_slices(tmp_path, env_name):
     env = envs.make(env_name)
-    if not hasattr(env, "transition_slice"):
-        pytest.skip(f"{env_name} has no transition_slice")
+    assert callable(getattr(env, "transition_slice", None)), f"{env_name} lost its transition_slice"
     _run(tmp_path, hidden_dims=(8, 16), buffer_sizes=(100,))
-    from matplotlib.axes import Axes
-
     n = 9
-    captured = []
-    real_imshow = Axes.imshow
-    monkeypatch.setattr(Axes, "imshow", lambda self, X, *a, **k: captured.append(np.asarray(X)) or real_imshow(self, X, *a, **k))
     _, _, truth, info = env.transition_slice(env.default_params(), n)
     truth = np.asarray(truth, np.float64)
+    figs = _figures(
+        tmp_path, world_model_loader=lambda r, v: _FakeModel(env_name, truth), env_factory=envs.make, slice_points=n,
+    )  # fmt: skip
+    panels = _transition_panels(figs["transition_pattern.png"])
+    xs, ys, _ = dashboard._slice_grid(dict(info), len(truth))
+    expected = np.linalg.norm(0.5 * truth, axis=1).reshape(len(ys), len(xs))
+    assert len(panels) == 2
+    ix, iy = dashboard._arrow_dims(dict(info), truth.shape[1])
+    for _, err, ((tu, tv), (pu, pv)) in panels:
+        np.testing.assert_allclose(err, expected, rtol=1e-6)
+        np.testing.assert_allclose(np.stack([tu, tv]), truth[:, [ix, iy]].T, rtol=1e-6)
+        np.testing.assert_allclose(np.stack([pu, pv]), 0.5 * truth[:, [ix, iy]].T, rtol=1e-6)
     paths = dashboard.render(
-        tmp_path, epsilon=0.05, world_model_loader=lambda r, v: _FakeModel(env_name, truth),
-        env_factory=envs.make, slice_points=n,
+        tmp_path, epsilon=0.05, world_model_loader=lambda r, v: _FakeModel(env_name, truth), env_factory=envs.make,
+        slice_points=n,
     )  # fmt: skip
     assert paths[-1].name == "transition_pattern.png"
     _assert_png(paths[-1])
-    xs, ys, _ = dashboard._slice_grid(dict(info), len(truth))
-    expected = np.linalg.norm(0.5 * truth, axis=1).reshape(len(ys), len(xs))
-    fields = [f for f in captured if f.shape == expected.shape]
-    assert len(fields) == 2
-    for f in fields:
-        np.testing.assert_allclose(f, expected, rtol=1e-6)

@@ -29,15 +29,6 @@ def _curve(values: dict[int, float], goal_step: float = 0.1):
 # ------------------------------------------------------------------------ statistics
 
 
-def test_t_quantile_matches_scipy():
-    scipy_stats = pytest.importorskip("scipy.stats")
-    for df in [*range(1, 31), 31, 45.5, 100, 1000]:
-        assert meta.t_quantile_975(df) == pytest.approx(scipy_stats.t.ppf(0.975, df), abs=2e-4), df
-    for df in (1.5, 7.3, 29.5, 30.7):  # fractional Welch df: rounded down, never narrower
-        assert meta.t_quantile_975(df) == pytest.approx(scipy_stats.t.ppf(0.975, np.floor(df)), abs=2e-4)
-        assert meta.t_quantile_975(df) >= scipy_stats.t.ppf(0.975, df)
-
-
 def _exact_two_level_var(cells: list[np.ndarray]) -> float:
     """Variance of the two-level bootstrap mean, in closed form.
 

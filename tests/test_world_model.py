@@ -159,6 +159,39 @@ def test_masked_width_inits_and_trains_exactly_like_dense():
     assert not np.allclose(pb["out"]["kernel"][:, :8], p0["out"]["kernel"][:, :8])  # it trained
 
 
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_masked_units_with_nonzero_weights_train_like_the_dense_smaller_network(num_layers):
+    """Masked weights filled with noise change nothing: the mask after the activation silences them."""
+    hp = dict(num_layers=num_layers, learning_rate=1e-2, weight_decay=0.1, grad_clip=0.5)
+    big = W.make_world_model(OBS, ACT, max_width=24, **hp)
+    dense = W.make_world_model(OBS, ACT, max_width=8, **hp)
+    sb, sd = big.init(jax.random.key(11), 8), dense.init(jax.random.key(11), 8)
+    active = W.param_mask(sb.params, sb.mask)
+    noise = jax.tree.map(lambda x, k: jax.random.normal(k, x.shape, x.dtype), sb.params,
+                         jax.tree.unflatten(jax.tree.structure(sb.params),
+                                            list(jax.random.split(jax.random.key(12), len(jax.tree.leaves(sb.params))))))
+    params = jax.tree.map(lambda p, m, z: p * m + (1 - m) * z, sb.params, active, noise)
+    masked = jax.tree.map(lambda m: np.asarray(m) == 0, active)
+    assert all(np.all(np.asarray(p)[m] != 0) for p, m in zip(jax.tree.leaves(params), jax.tree.leaves(masked),
+                                                             strict=True))  # fmt: skip
+    obs, act, nxt = arm_dataset(20 * 32 + 64, seed=3)
+    norm = W.compute_normalizer(obs, act, nxt)
+    sb = sb.replace(params=params, normalizer=norm, opt_state=big.optimizer.init(params))
+    sd = sd.replace(normalizer=norm)
+    step_b, step_d = jax.jit(big.train_step), jax.jit(dense.train_step)
+    for i in range(20):
+        batch = _batch(obs[32 * i : 32 * (i + 1)], act[32 * i : 32 * (i + 1)], nxt[32 * i : 32 * (i + 1)])
+        sb, mb = step_b(sb, batch)
+        sd, md = step_d(sd, batch)
+        np.testing.assert_allclose(mb["loss"], md["loss"], rtol=1e-5)
+        np.testing.assert_allclose(mb["grad_norm"], md["grad_norm"], rtol=1e-5)
+    held_out = slice(20 * 32, None)
+    np.testing.assert_allclose(big.predict_delta(sb, obs[held_out], act[held_out]),
+                               dense.predict_delta(sd, obs[held_out], act[held_out]), rtol=1e-4, atol=1e-6)
+    for p, p0, m in zip(jax.tree.leaves(sb.params), jax.tree.leaves(params), jax.tree.leaves(masked), strict=True):
+        np.testing.assert_array_equal(np.asarray(p)[m], np.asarray(p0)[m])  # masked weights never moved
+
+
 @pytest.fixture(scope="module")
 def model16():
     """A width-12 variant in a width-16 bucket with a data normalizer, shared by value tests."""
