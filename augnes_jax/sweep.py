@@ -517,6 +517,7 @@ class Sweep:
             self._build()
             if start_epoch > 0:
                 writer.restore_device_state(start_epoch - 1)
+            writer.open_writers()
             with writer.progress(start_epoch) as advance:
                 for epoch in range(start_epoch, self.cfg.epochs):
                     t0 = time.perf_counter()

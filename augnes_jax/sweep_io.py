@@ -108,7 +108,8 @@ class SweepWriter:
                                                       keep_best=self.cfg.checkpoint.keep_best)
         if self.primary:
             self.executor = Executor(self.judgments_path)
-        self._open_writers()
+        if not resume:
+            self.open_writers()  # a resume opens them once its checkpoint fits (restore_device_state)
         return start
 
     def _newest_intact_checkpoint(self, ckpt_dir: Path) -> tuple[int, dict, dict] | None:
@@ -336,10 +337,11 @@ class SweepWriter:
         r.hidden_dims = r.pad(np.asarray([v.hidden_dim for v in new], np.int32))
         self.sweep.buckets[b_index] = r.bucket
         self.sweep.variants = [v for rr in self.sweep.runs for v in rr.bucket.variants]
-        self._open_writers()
+        self.open_writers()
 
     # ------------------------------------------------------------------ TensorBoard
-    def _open_writers(self) -> None:
+    def open_writers(self) -> None:
+        """Opens the TensorBoard run of every variant (and the capacity run) not yet open."""
         num_goals = len(self.sweep.goal_ids)
         for v in self.sweep.variants:
             self._params = getattr(self, "_params", {})
