@@ -34,10 +34,13 @@ is refused, not loaded. When no step is named, :func:`restore_newest_intact` and
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import math
 import os
+import re
+import shutil
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -73,8 +76,35 @@ class UnknownVariantError(CheckpointError, KeyError):
 
 
 def _one_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
+    """Returns the cause of ``e`` in one short line: an operating-system error in words."""
+    text = str(e).strip()
+    code = re.search(r"os_error_code='?(\d+)", text)
+    if code:  # tensorstore's "RESOURCE_EXHAUSTED: Error writing ... [os_error_code='28']"
+        return os.strerror(int(code.group(1)))
+    first = text.splitlines()[0] if text else ""
+    if len(first) > 160:
+        first = first[:157] + "..."
+    return f"{type(e).__name__}: {first}" if first else type(e).__name__
+
+
+class CheckpointWriteError(CheckpointError):
+    """A checkpoint could not be written (a full disk, say); the run can be resumed once fixed."""
+
+
+def _check_space(directory: Path, arrays: Mapping[str, Any], step: int) -> None:
+    """Raises OSError(ENOSPC) before a save that cannot fit in the file system's free space.
+
+    Orbax's background writers fail one by one on a full disk and leave tracebacks from their
+    threads; refusing the save up front keeps the failure to one clear line.
+    """
+    need = sum(int(getattr(x, "nbytes", 0)) for x in jax.tree.leaves(arrays))
+    try:
+        free = shutil.disk_usage(directory).free
+    except OSError:
+        return
+    if free < need + (1 << 18):  # the arrays, plus room for the metadata files
+        raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (a checkpoint needs about "
+                      f"{need / 1e6:.1f} MB, {free / 1e6:.1f} MB free)", str(directory / str(step)))
 
 
 def _val_metric(metrics: Any) -> float:
@@ -340,10 +370,11 @@ class SweepCheckpointer:
         sums = {name: checksum.device_checksums(tree) for name, tree in arrays.items() if name in items}
         items[META_ITEM] = ocp.args.JsonSave(files.to_jsonable({**meta, "checksums": sums}))
         clean = files.to_jsonable(dict(metrics)) if metrics is not None else None
+        _check_space(self.directory, arrays, step)
         try:
             return bool(self._mngr.save(int(step), args=ocp.args.Composite(**items), metrics=clean))
         except Exception as e:
-            raise CheckpointError(
+            raise CheckpointWriteError(
                 f"{self.directory / str(step)}: cannot save ({_one_line(e)})"
             ) from None
 
@@ -352,7 +383,7 @@ class SweepCheckpointer:
         try:
             self._mngr.wait_until_finished()
         except Exception as e:
-            raise CheckpointError(f"{self.directory}: save failed ({_one_line(e)})") from None
+            raise CheckpointWriteError(f"{self.directory}: save failed ({_one_line(e)})") from None
 
     def latest_step(self) -> int | None:
         """Returns the newest committed step, or None."""
@@ -383,7 +414,10 @@ class SweepCheckpointer:
 
     def close(self) -> None:
         """Waits for pending saves and releases the manager."""
-        self._mngr.close()
+        try:
+            self._mngr.close()
+        except Exception as e:
+            raise CheckpointWriteError(f"{self.directory}: save failed ({_one_line(e)})") from None
 
     def __enter__(self) -> SweepCheckpointer:
         return self

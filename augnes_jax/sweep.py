@@ -41,6 +41,7 @@ import numpy as np
 
 from augnes_jax import envs as envs_lib
 from augnes_jax import run_lock
+from augnes_jax.checkpoint import CheckpointWriteError
 from augnes_jax.cli import ArgumentParser, os_error_line, run_command
 from augnes_jax.config import Config, ConfigError, diff, load_config
 from augnes_jax.epoch import (
@@ -608,6 +609,8 @@ def main(argv: list[str] | None = None) -> int:
             if not started or isinstance(e, UserError):
                 raise
             raise SweepError(f"{os_error_line(e)}; {_continue_hint(started[0])}") from None
+        except CheckpointWriteError as e:
+            raise SweepError(f"{e}; {_continue_hint(started[0])}") from None
         return 0
 
     return run_command(PROG, body)

@@ -9,7 +9,12 @@
    and no ``(variant, epoch, episode)`` may be missing or repeated.
 3. Bad inputs through the three entry points (sweep config overrides, judgments lines, infer
    arguments), each of which must end with exit status 2 and one line on stderr.
-4. Checkpoint overhead: the seconds spent starting each epoch's checkpoint save over the seconds
+4. Faults a user meets, each made for real and followed by ``--resume``, which must end in the
+   reference's artifacts: a concurrent second writer (refused with exit 2 while the first holds
+   the run directory), a damaged newest checkpoint for each item kind (bytes overwritten, same
+   size), ENOSPC at each write site (judgments, JSON, TensorBoard, checkpoint; the checkpoint
+   one on a real tmpfs when run as root), and SIGINT and SIGTERM mid-run.
+5. Checkpoint overhead: the seconds spent starting each epoch's checkpoint save over the seconds
    of the epoch itself (compute and artifacts), from an uninterrupted run of ``--overhead-epochs``
    (of the drill's config, or with ``--overhead-config default`` of ``configs/default.yaml``).
 
@@ -236,6 +241,152 @@ def _bad_inputs(work: Path, ref_dir: Path) -> dict:
     return results
 
 
+# ----------------------------------------------------------------------------- faults
+
+ENOSPC_SITES = ("judgments", "json", "tensorboard", "checkpoint")
+
+
+def _enospc_child(site: str, run_dir: str, overrides: list[str]) -> int:
+    """Runs the sweep CLI with ENOSPC raised at one write site once epoch 1 writes."""
+    import errno
+
+    from augnes_jax import files, sweep, sweep_io
+    from augnes_jax.judgments import JudgmentWriter
+    from augnes_jax.summaries import RunWriter
+
+    state = {"epoch": 0, "inside": 0}
+    write_epoch, fsync = sweep_io.SweepWriter.write_epoch, os.fsync
+
+    def tracked(self, epoch, result, *, t_compute):
+        state["epoch"] = epoch
+        return write_epoch(self, epoch, result, t_compute=t_compute)
+
+    def full(path=None):
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+
+    def full_fsync(fd):
+        if state["inside"] and state["epoch"] >= 1:
+            raise full()
+        return fsync(fd)
+
+    def during(fn):  # fsync fails while ``fn`` runs, from epoch 1 on
+        def wrapped(*a, **k):
+            state["inside"] += 1
+            try:
+                return fn(*a, **k)
+            finally:
+                state["inside"] -= 1
+        return wrapped
+
+    sweep_io.SweepWriter.write_epoch = tracked
+    os.fsync = full_fsync
+    if site == "judgments":
+        JudgmentWriter.append = during(JudgmentWriter.append)
+    elif site == "json":
+        files.write_json_atomic = during(files.write_json_atomic)
+    elif site == "tensorboard":
+        flush = RunWriter.flush
+
+        def full_flush(self):
+            if state["epoch"] >= 1:
+                raise full(str(self.logdir))
+            return flush(self)
+
+        RunWriter.flush = full_flush
+    return sweep.main(["--no-progress", "--run-dir", run_dir, *overrides])
+
+
+def _outcome(res: subprocess.CompletedProcess) -> dict:
+    errors = [x for x in res.stderr.strip().splitlines() if not x.startswith(("INFO ", "WARNING "))]
+    return {"status": res.returncode, "error_lines": len(errors), "traceback": "Traceback" in res.stderr,
+            "line": errors[-1] if errors else None, "line_chars": len(errors[-1]) if errors else 0}
+
+
+def _resumed_exactly(run_dir: Path, env, ref: dict, expected: set) -> dict:
+    res = subprocess.run(_cmd(run_dir, "--resume"), env=env, capture_output=True, text=True, timeout=1200)
+    keys = _keys(run_dir)
+    return {"resume_status": res.returncode, "records_lost": len(expected - set(keys)),
+            "records_duplicated": len(keys) - len(set(keys)),
+            "bit_exact": res.returncode == 0 and _same(ref, _artifacts(run_dir)),
+            "resume_warnings": [x for x in res.stderr.splitlines() if x.startswith("WARNING augnes_jax.sweep")][:3]}
+
+
+def _pause_after_first_checkpoint(cmd, env, run_dir: Path) -> subprocess.Popen:
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    while not (run_dir / "checkpoints" / "0").is_dir():
+        if proc.poll() is not None:
+            raise RuntimeError(f"sweep ended early: {proc.stderr.read()[-2000:]}")
+        time.sleep(0.02)
+    return proc
+
+
+def _faults(work: Path, env, ref_dir: Path, ref: dict, expected: set) -> dict:
+    from augnes_jax.checkpoint import CheckpointError, restore_checkpoint
+
+    out: dict = {}
+    # a concurrent second writer
+    run_dir = work / "faults" / "second_writer"
+    first = _pause_after_first_checkpoint(_cmd(run_dir), env, run_dir)
+    first.send_signal(signal.SIGSTOP)
+    second = subprocess.run(_cmd(run_dir, "--resume"), env=env, capture_output=True, text=True, timeout=600)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    out["second_writer"] = {**_outcome(second), "refused": second.returncode == 2 and "is in use by pid" in second.stderr,
+                            **_resumed_exactly(run_dir, env, ref, expected)}
+    # a damaged newest checkpoint, per item kind
+    out["damaged_checkpoint"] = {}
+    for item in ("resume", "params", "opt_state", "normalizer", "meta"):
+        run_dir = work / "faults" / f"damaged_{item}"
+        shutil.copytree(ref_dir, run_dir)
+        step_dir = run_dir / "checkpoints" / str(ref["step"])
+        if item == "meta":
+            (step_dir / "meta" / "metadata").write_text('{"truncated": ')
+        else:
+            data = max((step_dir / item).glob("ocdbt.process_0/d/*"), key=lambda p: p.stat().st_size)
+            raw = bytearray(data.read_bytes())
+            for i in range(len(raw) // 3, len(raw), 101):  # bad sectors: bytes changed, size kept
+                raw[i] ^= 0xFF
+            data.write_bytes(bytes(raw))
+        try:
+            restore_checkpoint(run_dir / "checkpoints", ref["step"])
+            detected = False
+        except CheckpointError:
+            detected = True
+        out["damaged_checkpoint"][item] = {"detected_on_restore": detected, **_resumed_exactly(run_dir, env, ref, expected)}
+    # ENOSPC at each write site
+    out["enospc"] = {}
+    for site in ENOSPC_SITES:
+        run_dir = work / "faults" / f"enospc_{site}"
+        mounted = False
+        if site == "checkpoint":
+            (run_dir / "checkpoints").mkdir(parents=True)
+            mounted = os.geteuid() == 0 and subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(run_dir / "checkpoints")],
+                capture_output=True).returncode == 0
+            if not mounted:
+                out["enospc"][site] = {"skipped": "needs root to mount a small tmpfs"}
+                continue
+        try:
+            res = subprocess.run([sys.executable, __file__, "--enospc-child", site, str(run_dir), *CONFIG],
+                                 env=env, capture_output=True, text=True, timeout=1200)
+            if mounted:
+                subprocess.run(["mount", "-o", "remount,size=64m", str(run_dir / "checkpoints")], check=True)
+            out["enospc"][site] = {**_outcome(res), **_resumed_exactly(run_dir, env, ref, expected)}
+        finally:
+            if mounted:
+                subprocess.run(["umount", "-l", str(run_dir / "checkpoints")], capture_output=True)
+    # SIGINT and SIGTERM mid-run
+    out["signals"] = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        run_dir = work / "faults" / sig.name
+        proc = _pause_after_first_checkpoint(_cmd(run_dir), env, run_dir)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=600)
+        out["signals"][sig.name] = {"status": proc.returncode, "traceback": "Traceback" in err,
+                                    **_resumed_exactly(run_dir, env, ref, expected)}
+    return out
+
+
 # ----------------------------------------------------------------------------- the drill
 
 
@@ -292,6 +443,7 @@ def drill(args) -> dict:
             shutil.rmtree(run_dir, ignore_errors=True)
 
     bad = _bad_inputs(work, ref_dir)
+    faults = _faults(work, env, ref_dir, ref, expected)
     base = [x for x in CONFIG if not x.startswith("epochs=")] if args.overhead_config == "drill" else []
     timing = _timed_run(work, "overhead", base + [f"epochs={args.overhead_epochs}"])
     ep, ck = np.asarray(timing["epoch_times"]), np.asarray(timing["checkpoint_times"])
@@ -325,7 +477,10 @@ def drill(args) -> dict:
         "bad_inputs": {"tried": sum(tried.values()), "clear_error": sum(clear.values()), "by_entry_point":
                        {k: {"tried": tried[k], "clear_error": clear[k]} for k in tried},
                        "not_clear": [dict(r, entry_point=k) for k, v in bad.items() for r in v if not r["clear"]]},
-        "records_lost": sum(t["records_lost"] for t in trials),
+        "faults": faults,
+        "faults_resumed_bit_exact": sum(f.get("bit_exact", False) for f in _fault_cases(faults)),
+        "fault_cases": len(_fault_cases(faults)),
+        "records_lost": sum(t["records_lost"] for t in trials) + sum(f.get("records_lost", 0) for f in _fault_cases(faults)),
         "checkpoint_overhead": {
             "config": args.overhead_config,
             "epochs": int(ep.shape[0]),
@@ -342,12 +497,19 @@ def drill(args) -> dict:
     return out
 
 
+def _fault_cases(faults: dict) -> list[dict]:
+    return [faults["second_writer"], *faults["damaged_checkpoint"].values(),
+            *(f for f in faults["enospc"].values() if "skipped" not in f), *faults["signals"].values()]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Runs the drill and prints its one JSON object; returns 0 when nothing was lost and all resumed bit-exact."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--child"]:
         _child(argv[1], argv[2], argv[3:])
         return 0
+    if argv[:1] == ["--enospc-child"]:
+        return _enospc_child(argv[1], argv[2], argv[3:])
     p = argparse.ArgumentParser(prog="python benchmarks/fault_drill.py", description=__doc__.splitlines()[0])
     p.add_argument("--trials", type=int, default=10, help="kill-and-resume trials (default 10)")
     p.add_argument("--seed", type=int, default=0, help="seed of the kill moments")
@@ -360,7 +522,8 @@ def main(argv: list[str] | None = None) -> int:
     out = drill(args)
     emit(out)
     k = out["kill_and_resume"]
-    return 0 if out["records_lost"] == 0 and k["bit_exact"] == k["trials"] else 1
+    exact = k["bit_exact"] == k["trials"] and out["faults_resumed_bit_exact"] == out["fault_cases"]
+    return 0 if out["records_lost"] == 0 and exact else 1
 
 
 if __name__ == "__main__":
