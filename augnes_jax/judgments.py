@@ -165,6 +165,27 @@ class Judgments:
             extra.append(ext or _NO_EXTRA)
         return _columns(rows, extra, path)
 
+    def to_polars(self):
+        """Returns the columns as a ``polars.DataFrame`` for data tools.
+
+        Absent values are null (not -1 or NaN); ``extra`` holds each row's extra fields as one
+        JSON object text, null for a row without any.
+        """
+        import polars as pl
+
+        cols: dict[str, Any] = {}
+        for name in INT_FIELDS:
+            arr = getattr(self, name)
+            cols[name] = pl.Series(name, arr, pl.Int64).set(pl.Series(arr < 0), None)
+        for name in FLOAT_FIELDS:
+            cols[name] = pl.Series(name, getattr(self, name), pl.Float64, nan_to_null=True)
+        for name in STR_FIELDS:
+            cols[name] = pl.Series(name, getattr(self, name), pl.String)
+        cols["extra"] = pl.Series(
+            "extra", [_dumps(dict(e)) if e else None for e in self.extra], pl.String
+        )
+        return pl.DataFrame(cols)
+
     @classmethod
     def concat(cls, parts: Sequence[Judgments]) -> Judgments:
         """Returns the rows of ``parts`` one after the other (the path is the first part's)."""
@@ -174,7 +195,9 @@ class Judgments:
                 kw["path"] = parts[0].path if parts else ""
             elif f.name in INT_FIELDS or f.name in FLOAT_FIELDS:
                 dtype = np.int64 if f.name in INT_FIELDS else np.float64
-                kw[f.name] = np.concatenate([getattr(p, f.name) for p in parts] or [np.empty(0, dtype)])
+                kw[f.name] = np.concatenate(
+                    [getattr(p, f.name) for p in parts] or [np.empty(0, dtype)]
+                )
             else:
                 kw[f.name] = [v for p in parts for v in getattr(p, f.name)]
         return cls(**kw)
@@ -503,7 +526,9 @@ DEFAULT_BATCH_BYTES = 64 << 20  # iter_judgments reads about this many bytes of 
 _BOM = b"\xef\xbb\xbf"
 # A JSON number, true, false, an object or an array: the text polars gives a string column for
 # a value that was not a string (it reads {"variant": 3} as the string "3").
-_NOT_A_STRING = r"^(?:-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?|true|false|\{.*\}|\[.*\])$"
+_NOT_A_STRING = (
+    r"^(?:-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?|true|false|\{.*\}|\[.*\])$"
+)
 
 
 def _columns(rows: list[tuple], extra: list, path: str) -> Judgments:
