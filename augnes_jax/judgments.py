@@ -585,23 +585,38 @@ def _polars_schema() -> dict:
     }
 
 
+def _mostly_runs(s) -> bool:
+    """Returns whether most rows of ``s`` repeat the row before them (from 256 sampled pairs)."""
+    n = len(s)
+    if n < 64:
+        return False
+    idx = np.linspace(1, n - 1, 256).astype(np.int64)
+    same = s.gather(idx).eq_missing(s.gather(idx - 1))
+    return int(same.sum()) * 2 > len(idx)
+
+
 def _strings(s) -> tuple[list, bool, int]:
     """Returns ``(values as a list, any value stood for a non-string, colons in the values)``.
 
-    Values are taken once per run of equal neighbours (a batch shares its run, variant, epoch
-    and often its timestamp), so a column of few runs costs little.
+    A column made of runs of equal neighbours (a batch shares its run, variant, epoch and often
+    its timestamp) is checked and converted once per run.
     """
     import polars as pl
 
-    runs = s.rle()
-    heads = runs.struct.field("value")
-    lens = runs.struct.field("len")
-    suspect = bool(heads.str.contains(_NOT_A_STRING).any())
-    colons = int((heads.str.count_matches(":", literal=True).cast(pl.Int64) * lens).sum() or 0)
+    lens = None
+    heads = s
+    if _mostly_runs(s):
+        runs = s.rle()
+        heads, lens = runs.struct.field("value"), runs.struct.field("len")
+    colons = heads.str.count_matches(":", literal=True).cast(pl.Int64)
+    checks = pl.select(
+        suspect=heads.str.contains(_NOT_A_STRING).any(),
+        colons=(colons if lens is None else colons * lens).sum(),
+    ).row(0)
     values = heads.to_list()
-    if len(values) != len(s):
+    if lens is not None:
         values = np.repeat(np.array(values, object), lens.to_numpy()).tolist()
-    return values, suspect, colons
+    return values, bool(checks[0]), int(checks[1] or 0)
 
 
 def _count_byte(buf, byte: int) -> int:
