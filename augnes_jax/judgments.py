@@ -595,28 +595,22 @@ def _mostly_runs(s) -> bool:
     return int(same.sum()) * 2 > len(idx)
 
 
-def _strings(s) -> tuple[list, bool, int]:
-    """Returns ``(values as a list, any value stood for a non-string, colons in the values)``.
+def _strings(s) -> tuple[list, bool]:
+    """Returns ``(values as a list, whether a value stood for a non-string)``.
 
     A column made of runs of equal neighbours (a batch shares its run, variant, epoch and often
     its timestamp) is checked and converted once per run.
     """
-    import polars as pl
-
     lens = None
     heads = s
     if _mostly_runs(s):
         runs = s.rle()
         heads, lens = runs.struct.field("value"), runs.struct.field("len")
-    colons = heads.str.count_matches(":", literal=True).cast(pl.Int64)
-    checks = pl.select(
-        suspect=heads.str.contains(_NOT_A_STRING).any(),
-        colons=(colons if lens is None else colons * lens).sum(),
-    ).row(0)
+    suspect = bool(heads.str.contains(_NOT_A_STRING).any())
     values = heads.to_list()
     if lens is not None:
         values = np.repeat(np.array(values, object), lens.to_numpy()).tolist()
-    return values, bool(checks[0]), int(checks[1] or 0)
+    return values, suspect
 
 
 def _count_byte(buf, byte: int) -> int:
@@ -643,10 +637,10 @@ def _fast(source, data, path: str) -> Judgments | None:
     if df["goal_id"].null_count() or df["reward"].null_count():
         return None
     kw: dict[str, Any] = {}
-    present = 0  # non-null values of known fields
+    present = 0  # quotes the known fields' keys and string values hold
     for name in INT_FIELDS:
         s = df[name]
-        present += n - s.null_count()
+        present += 2 * (n - s.null_count())
         low = s.min()
         if low is not None and low < 0:
             return None
@@ -654,19 +648,17 @@ def _fast(source, data, path: str) -> Judgments | None:
     for name in FLOAT_FIELDS:
         s = df[name]
         nulls = s.null_count()
-        present += n - nulls
+        present += 2 * (n - nulls)
         arr = s.to_numpy(writable=True).astype(np.float64, copy=False)
         if np.count_nonzero(np.isnan(arr)) != nulls or np.isinf(arr).any():
             return None
         kw[name] = arr
-    colons = 0
     for name in STR_FIELDS:
         s = df[name]
-        present += n - s.null_count()
-        kw[name], suspect, c = _strings(s)
+        present += 4 * (n - s.null_count())  # the key's two quotes and the value's two
+        kw[name], suspect = _strings(s)
         if suspect:
             return None
-        colons += c
     reward, opt, reg = kw["reward"], kw["optimal_reward"], kw["regret"]
     implied = opt - reward
     if (np.isnan(opt) & np.isnan(reg)).any():
@@ -676,10 +668,9 @@ def _fast(source, data, path: str) -> Judgments | None:
     kw["regret"] = np.where(np.isnan(reg), implied, reg)
     adv = kw["advantage"]
     kw["advantage"] = np.where(np.isnan(adv), reward - kw["baseline_reward"], adv)
-    # Every key of a line is followed by exactly one colon outside its strings. Without escapes
-    # the colons inside the known strings are their values' own, so a colon count equal to the
-    # known values plus those proves there is no other key (and no key given as null).
-    if data.find(b"\\") < 0 and _count_byte(data, ord(":")) == present + colons:
+    # Without backslash escapes every quote opens or closes a key or a string value, so a quote
+    # count equal to the known fields' proves the lines hold no other key (and no null field).
+    if data.find(b"\\") < 0 and _count_byte(data, ord('"')) == present:
         extra = [_NO_EXTRA] * n
     else:
         extra = _extras(source, data, df, n)

@@ -581,6 +581,11 @@ def test_extra_fields_anywhere_are_kept_with_json_loads_values(tmp_path):
     assert type(j.extra[250]["late"]) is int and j.seed[250] == -1
     assert_same(j, read_judgments(path, fast=False))
     assert_same(j, read_in_batches(path, 1000))
+    # without any escape in the file, and with one late key alone
+    for keep in ((250, 260), (260,)):
+        write_lines(path, [line if i in keep or i < 250 else lines[0] for i, line in enumerate(lines)])
+        j = read_judgments(path)
+        assert [dict(e) for e in j.extra] == [want[i] if i in keep else {} for i in range(300)]
 
 
 def test_from_records_checks_like_the_reader(tmp_path):
