@@ -609,7 +609,10 @@ def _strings(s) -> tuple[list, bool]:
     suspect = bool(heads.str.contains(_NOT_A_STRING).any())
     values = heads.to_list()
     if lens is not None:
-        values = np.repeat(np.array(values, object), lens.to_numpy()).tolist()
+        out: list = []
+        for v, k in zip(values, lens.to_list(), strict=True):
+            out += [v] * k
+        values = out
     return values, suspect
 
 
