@@ -815,8 +815,9 @@ def read_judgments(path: str | os.PathLike, *, fast: bool = True) -> Judgments:
     file or a check fails, the lines are read again one by one with json.loads, which names the
     first bad line. A last line without a newline that is not valid JSON (a torn write) is
     skipped with a warning. Blank lines are skipped. Rows without extra fields share one
-    read-only empty mapping in ``extra``. For a file larger than memory use
-    :func:`iter_judgments`.
+    read-only empty mapping in ``extra``. A known field given twice on one line reads as its
+    first value (json.loads, and ``fast=False``, keep the last). For a file larger than memory
+    use :func:`iter_judgments`.
     """
     path_s = str(path)
     with _open(path) as f:
