@@ -766,36 +766,35 @@ def iter_judgments(
         raise ValueError(f"batch_bytes must be positive, got {batch_bytes}")
     path_s = str(path)
     total = 0
+    line0 = 0
     with _open(path) as f:
-        carry = b""
-        line0 = 0
-        first = True
+        try:
+            if f.read(len(_BOM)) != _BOM:
+                f.seek(0)
+        except OSError as e:
+            raise JudgmentError(f"{path_s}: cannot read: {e.strerror}") from None
         while True:
             try:
-                chunk = f.read(max(batch_bytes, len(_BOM)) if first else batch_bytes)
+                data = f.read(batch_bytes)
+                cut = data.rfind(b"\n") + 1
+                while cut == 0 and data:  # a line longer than the batch: read on to its end
+                    more = f.read(batch_bytes)
+                    if not more:
+                        break
+                    data += more
+                    cut = data.rfind(b"\n") + 1
+                if 0 < cut < len(data):  # the partial last line is read again with the next batch
+                    f.seek(cut - len(data), os.SEEK_CUR)
+                    data = data[:cut]
             except OSError as e:
                 raise JudgmentError(f"{path_s}: cannot read: {e.strerror}") from None
-            at_eof = not chunk
-            data = carry + chunk
-            if first and data.startswith(_BOM):
-                data = data[len(_BOM) :]
-            first = False
-            if at_eof:
-                cut = len(data)
-            else:
-                cut = data.rfind(b"\n") + 1
-                if cut == 0:  # a line longer than the batch: read on to its end
-                    carry = data
-                    continue
-            block, carry = data[:cut], data[cut:]
-            if block:
-                part = _block(block, path_s, line0, at_eof, fast)
-                line0 += block.count(b"\n")
-                if len(part):
-                    total += len(part)
-                    yield part
-            if at_eof:
+            if not data:
                 break
+            part = _block(data, path_s, line0, not data.endswith(b"\n"), fast)
+            line0 += _count_byte(data, ord("\n"))
+            if len(part):
+                total += len(part)
+                yield part
     if total == 0:
         raise JudgmentError(f"{path_s}: no judgments")
 
