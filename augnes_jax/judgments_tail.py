@@ -2,7 +2,7 @@
 
 :class:`JudgmentTail` remembers the byte offset after the last complete line it has parsed. A
 poll reads from there to the end of the file, parses the complete lines with the judgment log's
-own vectorised parser (:func:`augnes_jax.judgments_parse.parse_chunk`) and returns them as
+own reader (:func:`augnes_jax.judgments.parse_lines`) and returns them as
 :class:`NewJudgments` columns. A last line without its newline is left for a later poll unless
 it already is a complete JSON object (a finished log whose writer left out the final newline).
 
@@ -18,12 +18,11 @@ import dataclasses
 import json
 import logging
 import os
-import types
 from pathlib import Path
 
 import numpy as np
 
-from augnes_jax import judgments_parse as parse
+from augnes_jax import judgments
 from augnes_jax.stats import experiment_keys
 
 __all__ = ["JudgmentTail", "NewJudgments"]
@@ -104,7 +103,7 @@ class JudgmentTail:
                 return _empty(reset)
             f.seek(self.offset)
             want = min(st.st_size - self.offset, _MAX_READ)
-            buf = bytearray(want + parse.PAD)
+            buf = bytearray(want + 1)  # room for a newline the file still owes
             got = f.readinto(memoryview(buf)[:want])
         skip = 0
         if self._owed_newline and got:
@@ -150,62 +149,38 @@ class JudgmentTail:
         return end, 0
 
     def _parse(self, buf: bytearray, hi: int) -> NewJudgments:
-        data = np.frombuffer(buf, np.uint8)
-        words = np.ndarray((len(buf) - 7,), "<u8", buffer=buf, strides=(1,))
-        parts: list[parse.Part] = []
-        lo = 0
-        while lo < hi:
-            try:
-                chunk_parts, nlines = parse.parse_chunk(buf, data, words, lo, hi, True)
-            except parse.LineError as e:
-                # Keep the lines before the bad one, skip it, go on after it.
-                starts = [lo]
-                for _ in range(e.line + 1):
-                    starts.append(buf.find(b"\n", starts[-1], hi) + 1)
-                bad_start, bad_end = starts[e.line], starts[e.line + 1]
-                log.warning("%s:%d: %s; line skipped", self.path, self.lines + e.line + 1, e.problem)
-                if e.line:
-                    good, n_good = parse.parse_chunk(buf, data, words, lo, bad_start, True)
-                    parts.extend(p for p in good if p.lines.shape[0])
-                    self.lines += n_good
-                self.lines += 1
-                lo = bad_end
+        data = bytes(buf[:hi])
+        first = self.lines
+        self.lines += data.count(b"\n")
+        try:
+            return _columns(judgments.parse_lines(data, path=str(self.path), first_line=first))
+        except judgments.JudgmentError:
+            pass
+        # A malformed line: keep the others, name it and skip it.
+        good = []
+        for i, line in enumerate(data.split(b"\n")[:-1]):
+            if not line.strip():
                 continue
-            parts.extend(p for p in chunk_parts if p.lines.shape[0])
-            self.lines += nlines
-            lo = hi
-        return _columns(parts)
+            try:
+                rec = json.loads(line)
+                judgments.check_record(rec)
+            except (ValueError, TypeError, RecursionError) as e:
+                log.warning("%s:%d: %s; line skipped", self.path, first + i + 1, e)
+                continue
+            good.append(rec)
+        return _columns(judgments.Judgments.from_records(good, path=str(self.path)))
 
 
-def _columns(parts: list[parse.Part]) -> NewJudgments:
-    if not parts:
+def _columns(j: judgments.Judgments) -> NewJudgments:
+    if not len(j):
         return _empty(False)
-
-    def ints(name: str) -> np.ndarray:
-        return np.concatenate(
-            [p.ints[name] if p.ints.get(name) is not None else np.full(p.lines.shape[0], -1, np.int64)
-             for p in parts]
-        ).astype(np.int64, copy=False)
-
-    def floats(name: str) -> np.ndarray:
-        return np.concatenate(
-            [p.floats[name] if p.floats.get(name) is not None else np.full(p.lines.shape[0], np.nan)
-             for p in parts]
-        ).astype(np.float64, copy=False)
-
-    def strs(name: str, p: parse.Part) -> list:
-        return p.strs.get(name) or [None] * p.lines.shape[0]
-
-    variant: list = []
-    for p in parts:  # experiment_keys reads only these two columns
-        variant += experiment_keys(types.SimpleNamespace(variant=strs("variant", p), strategy=strs("strategy", p)))
     return NewJudgments(
-        goal_id=ints("goal_id"),
-        regret=floats("regret"),
-        advantage=floats("advantage"),
-        epoch=ints("epoch"),
-        hidden_dim=ints("hidden_dim"),
-        buffer_size=ints("buffer_size"),
-        seed=ints("seed"),
-        variant=variant,
+        goal_id=np.asarray(j.goal_id, np.int64),
+        regret=np.asarray(j.regret, np.float64),
+        advantage=np.asarray(j.advantage, np.float64),
+        epoch=np.asarray(j.epoch, np.int64),
+        hidden_dim=np.asarray(j.hidden_dim, np.int64),
+        buffer_size=np.asarray(j.buffer_size, np.int64),
+        seed=np.asarray(j.seed, np.int64),
+        variant=experiment_keys(j),  # the name the variant's experiment has in strategy_stats.json
     )

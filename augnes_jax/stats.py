@@ -1,10 +1,10 @@
 """``strategy_stats.json``: per-experiment, per-goal regret aggregates of a judgments log.
 
-Also the command line ``python -m augnes_jax.stats JUDGMENTS.jsonl [--out PATH] [--tb DIR]``,
-which aggregates any judgments log (from augnes_jax or another system), writes
-``strategy_stats.json`` atomically, optionally TensorBoard summaries, and prints a per-goal
-table. A bad input is one line on stderr naming the file and line, exit status 2, and nothing
-written.
+Also the command line ``python -m augnes_jax.stats JUDGMENTS.jsonl [--out PATH] [--tb DIR]
+[--parquet FILE]``, which aggregates any judgments log (from augnes_jax or another system),
+writes ``strategy_stats.json`` atomically, optionally TensorBoard summaries and the log's
+columns as Parquet (atomically), and prints a per-goal table. A bad input is one line on
+stderr naming the file and line, exit status 2, and nothing written.
 
 Experiments are keyed by ``variant``, else ``strategy``, else ``"all"``. Aggregation runs on the
 pure core (:mod:`augnes_jax.regret`, jitted segment sums in float32, checked against float64);
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import math
 import os
 import sys
@@ -31,7 +32,7 @@ from augnes_jax import regret as regret_lib
 from augnes_jax import run_lock
 from augnes_jax.cli import ArgumentParser, run_command
 from augnes_jax.errors import UserError
-from augnes_jax.files import write_json_atomic
+from augnes_jax.files import write_bytes_atomic, write_json_atomic
 from augnes_jax.judgments import Judgments, read_judgments, utc_now
 
 __all__ = [
@@ -141,7 +142,7 @@ def _capacity(col: np.ndarray, exp_idx: np.ndarray, num_exp: int) -> list[int | 
 
 
 def build_strategy_stats(
-    judgments: Judgments,
+    judgments: Judgments | Sequence[Mapping[str, Any]],
     *,
     source: str,
     num_goals: int | None = None,
@@ -153,7 +154,8 @@ def build_strategy_stats(
     """Returns the ``strategy_stats.json`` document (DESIGN.md shape) for a judgments log.
 
     Args:
-      judgments: the log, from :func:`augnes_jax.judgments.read_judgments`.
+      judgments: the log, from :func:`augnes_jax.judgments.read_judgments`, or a list of
+        judgment records (dicts), checked by :meth:`Judgments.from_records`.
       source: where the judgments came from (written as ``source``).
       num_goals: G; defaults to the largest goal_id + 1. Goals without episodes get null.
       optimal_by_goal, baseline_by_goal: optional per-goal optimal / baseline returns (a
@@ -167,6 +169,8 @@ def build_strategy_stats(
     optimal equals baseline. ``groups`` pools experiments over seeds by (hidden_dim,
     buffer_size).
     """
+    if not isinstance(judgments, Judgments):
+        judgments = Judgments.from_records(judgments)
     n = len(judgments)
     if n == 0:
         raise ValueError("no judgments to aggregate")
@@ -383,6 +387,13 @@ def _write_tensorboard(judgments: Judgments, stats: dict, tb_dir: Path) -> list[
     return written
 
 
+def _write_parquet(judgments: Judgments, path: Path) -> Path:
+    """Returns ``path`` after writing the judgments' columns to it as Parquet, atomically."""
+    buf = io.BytesIO()
+    judgments.to_polars().write_parquet(buf)
+    return write_bytes_atomic(path, buf.getvalue())
+
+
 def _fmt(x: float | None, digits: int = 4) -> str:
     return "-" if x is None else f"{x:.{digits}g}"
 
@@ -426,6 +437,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("judgments", help="judgments.jsonl (one JudgmentMemoryEntry per line)")
     parser.add_argument("--out", help="output path (default: strategy_stats.json beside it)")
     parser.add_argument("--tb", help="also write TensorBoard runs under this directory")
+    parser.add_argument("--parquet", help="also write the judgments' columns to this Parquet file")
     parser.add_argument("--num-goals", type=int, help="number of goals (default: max id + 1)")
     parser.add_argument("--ci-level", type=float, default=0.95, help="interval level")
     args = parser.parse_args(argv)
@@ -453,6 +465,8 @@ def _run(args: argparse.Namespace) -> int:
         write_strategy_stats(out, stats)
         if args.tb:
             _write_tensorboard(judgments, stats, Path(args.tb))
+        if args.parquet:
+            _write_parquet(judgments, Path(args.parquet))
     _print_table(stats, out)
     return 0
 

@@ -20,7 +20,13 @@ from hypothesis import strategies as st
 
 from augnes_jax import infer
 from augnes_jax.config import Config, ConfigError, load_config
-from augnes_jax.judgments import JudgmentError, check_record, read_judgments
+from augnes_jax.judgments import (
+    JudgmentError,
+    Judgments,
+    check_record,
+    iter_judgments,
+    read_judgments,
+)
 from tests.toy_checkpoint import write_toy_checkpoint
 
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -118,8 +124,8 @@ def _expected(lines: list[bytes], trailing_newline: bool):
 @given(st.one_of(st.lists(_line(good=True), max_size=12).flatmap(  # a valid log, maybe torn at its end
                      lambda ls: st.sampled_from([ls, ls + [b'{"goal_id": 3, "rew']])),
                  st.lists(_line(), max_size=12)),
-       st.booleans(), st.booleans())
-def test_judgments_reader_is_valid_or_names_the_bad_line(lines, trailing_newline, fast):
+       st.booleans(), st.booleans(), st.sampled_from([None, 1, 16]))
+def test_judgments_reader_is_valid_or_names_the_bad_line(lines, trailing_newline, fast, batch):
     data = b"\n".join(lines) + (b"\n" if trailing_newline and lines else b"")
     expected = _expected(lines, trailing_newline)
     with tempfile.TemporaryDirectory() as d:
@@ -128,7 +134,10 @@ def test_judgments_reader_is_valid_or_names_the_bad_line(lines, trailing_newline
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
-                j = read_judgments(path, fast=fast)
+                if batch is None:
+                    j = read_judgments(path, fast=fast)
+                else:  # in batches of a few bytes: lines are numbered across them
+                    j = Judgments.concat(list(iter_judgments(path, batch_bytes=batch, fast=fast)))
             except JudgmentError as e:
                 msg = str(e)
                 assert "\n" not in msg and msg.startswith(path + ":"), msg

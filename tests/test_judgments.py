@@ -1,8 +1,10 @@
-"""The judgment log: schema checks, crash safety, and the fast reader against json.loads."""
+"""The judgment log: schema checks, crash safety, and the polars reader against json.loads."""
 
 import json
 import math
 import os
+import subprocess
+import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -13,8 +15,15 @@ import pytest
 from hypothesis import given, settings
 
 from augnes_jax import judgments as J
-from augnes_jax import judgments_parse as P
-from augnes_jax.judgments import JudgmentError, JudgmentWriter, make_judgments, read_judgments
+from augnes_jax import regret
+from augnes_jax.judgments import (
+    JudgmentError,
+    Judgments,
+    JudgmentWriter,
+    iter_judgments,
+    make_judgments,
+    read_judgments,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 COLUMNS = J.INT_FIELDS + J.FLOAT_FIELDS + J.STR_FIELDS + ("extra",)
@@ -105,7 +114,7 @@ def test_writer_round_trip_keeps_every_value(tmp_path):
     assert_same(j, read_judgments(path, fast=False))
 
 
-def test_writer_output_is_read_entirely_by_the_fast_path(tmp_path, monkeypatch):
+def test_writer_output_read_whole_in_batches_and_line_by_line_agree(tmp_path):
     path = tmp_path / "judgments.jsonl"
     rng = np.random.default_rng(3)
     with JudgmentWriter(path) as w:
@@ -113,18 +122,17 @@ def test_writer_output_is_read_entirely_by_the_fast_path(tmp_path, monkeypatch):
             r = rng.normal(0, 100, 500).astype(np.float32)
             w.append(make_judgments(rng.integers(0, 5, 500), r, r + 1e-3, r - 7, np.arange(500),
                                     variant=f"h{8 << epoch}-b100-s0", epoch=epoch, ts=f"t{epoch}"))  # fmt: skip
-    fallback = []
-    careful = P._careful_lines
-    monkeypatch.setattr(P, "_careful_lines", lambda ctx, rows: fallback.append(rows) or careful(ctx, rows))
-    monkeypatch.setattr(J, "_CHUNK_BYTES", 4096)
-    fast = read_judgments(path)
-    assert fallback == [] and len(fast) == 1500
-    assert fast.variant[499:501] == ["h8-b100-s0", "h16-b100-s0"] and fast.ts[-1] == "t2"
-    monkeypatch.undo()
-    assert_same(fast, read_judgments(path, fast=False))
-    sub = fast.take(np.array([1499, 0]))
+    whole = read_judgments(path)
+    assert len(whole) == 1500
+    assert whole.variant[499:501] == ["h8-b100-s0", "h16-b100-s0"] and whole.ts[-1] == "t2"
+    assert_same(whole, read_judgments(path, fast=False))
+    batches = list(iter_judgments(path, batch_bytes=4096))
+    assert len(batches) > 30 and all(len(b) for b in batches)
+    assert_same(whole, Judgments.concat(batches))
+    sub = whole.take(np.array([1499, 0]))
     assert sub.episode.tolist() == [499, 0] and sub.variant == ["h32-b100-s0", "h8-b100-s0"]
-    assert len(fast.take(fast.epoch == 1)) == 500
+    assert len(whole.take(whole.epoch == 1)) == 500
+    whole.regret[0] = 0.0  # columns are the caller's to change
 
 
 def test_writer_checks_the_whole_batch_before_writing(tmp_path):
@@ -275,15 +283,121 @@ def test_empty_and_missing_files(tmp_path):
             read_judgments(tmp_path / "e.jsonl")
 
 
-def test_error_line_numbers_across_chunks_and_workers(tmp_path, monkeypatch):
-    monkeypatch.setattr(J, "_CHUNK_BYTES", 256)
+def test_error_line_numbers_across_batches(tmp_path):
     path = tmp_path / "j.jsonl"
     lines = [json.dumps({"goal_id": i % 3, "reward": i, "regret": 1}) for i in range(200)]
     lines[137] = lines[137].replace('"regret": 1', '"regret": "one"')
     write_lines(path, lines)
-    for workers in (1, 2):
+    with pytest.raises(JudgmentError, match=rf"^{path}:138: regret must be a number"):
+        read_judgments(path)
+    for batch in (1, 256, 5000):
         with pytest.raises(JudgmentError, match=rf"^{path}:138: regret must be a number"):
-            read_judgments(path, workers=workers)
+            list(iter_judgments(path, batch_bytes=batch))
+
+
+def test_torn_last_line_and_bom_in_batches(tmp_path):
+    path = tmp_path / "j.jsonl"
+    lines = [json.dumps({"goal_id": i, "reward": 1.0, "regret": 0.5}) for i in range(50)]
+    path.write_bytes(b"\xef\xbb\xbf" + ("\n".join(lines) + '\n{"goal_id": 50, "rew').encode())
+    for batch in (1, 100, 1 << 20):
+        with pytest.warns(UserWarning, match=rf"{path}:51: torn last line"):
+            got = Judgments.concat(list(iter_judgments(path, batch_bytes=batch)))
+        assert got.goal_id.tolist() == list(range(50))
+    with pytest.raises(ValueError, match="batch_bytes must be positive"):
+        next(iter_judgments(path, batch_bytes=0))
+    (tmp_path / "e.jsonl").write_text("\n \n")
+    with pytest.raises(JudgmentError, match=r"e.jsonl: no judgments$"):
+        list(iter_judgments(tmp_path / "e.jsonl", batch_bytes=1))
+
+
+def test_aggregating_batches_equals_aggregating_the_whole_file(tmp_path):
+    """Per-goal aggregates of a file read in small batches, merged, equal those of the whole
+    file and a float64 NumPy reference computed from the records themselves."""
+    path = tmp_path / "judgments.jsonl"
+    rng = np.random.default_rng(7)
+    records = []
+    with JudgmentWriter(path) as w:
+        for epoch in range(6):
+            n = int(rng.integers(50, 400))
+            reward = rng.normal(-5, 2, n).astype(np.float32)
+            optimal = reward + rng.gamma(2.0, 1.0, n).astype(np.float32)
+            recs = make_judgments(rng.integers(0, 5, n), reward, optimal, epoch=epoch)
+            records += recs
+            w.append(recs)
+    goals = np.array([r["goal_id"] for r in records])
+    regrets = np.array([r["regret"] for r in records], np.float64)
+    G = 5
+    count = np.bincount(goals, minlength=G)
+    total = np.bincount(goals, weights=regrets, minlength=G)
+    mean = total / count
+    m2 = np.bincount(goals, weights=(regrets - mean[goals]) ** 2, minlength=G)
+
+    batches = list(iter_judgments(path, batch_bytes=2048))
+    assert len(batches) > 20
+    agg = regret.empty(G)
+    for b in batches:
+        agg = regret.merge(agg, regret.aggregate(b.regret.astype(np.float32), b.goal_id, G))
+    whole = read_judgments(path)
+    ref = regret.aggregate(whole.regret.astype(np.float32), whole.goal_id, G)
+    np.testing.assert_array_equal(np.asarray(agg.count), count)
+    np.testing.assert_array_equal(np.asarray(ref.count), count)
+    for got in (agg, ref):
+        np.testing.assert_allclose(np.asarray(got.sum), total, rtol=1e-6)
+        np.testing.assert_allclose(np.asarray(got.mean), mean, rtol=1e-6)
+        np.testing.assert_allclose(np.asarray(got.m2), m2, rtol=1e-5)
+    np.testing.assert_array_equal(np.asarray(agg.min), [regrets[goals == g].astype(np.float32).min() for g in range(G)])
+    np.testing.assert_array_equal(np.asarray(agg.max), [regrets[goals == g].astype(np.float32).max() for g in range(G)])
+
+
+_PEAK_RSS = """
+import os, sys, threading
+from augnes_jax.judgments import iter_judgments, read_judgments
+
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+path, batch = sys.argv[1], int(sys.argv[2])
+next(iter_judgments(path, batch_bytes=4096))  # polars imported and its threads started
+base, peak, done = rss(), [0], threading.Event()
+
+def sample():
+    while not done.wait(0.0005):
+        peak[0] = max(peak[0], rss())
+
+t = threading.Thread(target=sample)
+t.start()
+if batch:
+    rows = sum(len(b) for b in iter_judgments(path, batch_bytes=batch))
+else:
+    rows = len(read_judgments(path))
+done.set()
+t.join()
+print(rows, max(peak[0], rss()) - base)
+"""
+
+
+def test_batches_bound_the_memory_of_a_large_file(tmp_path):
+    """A 48 MB file read in 1 MiB batches raises the reader's resident memory (sampled: polars
+    allocates outside Python) by less than 24 MiB; read whole it takes more than the file."""
+    path = tmp_path / "judgments.jsonl"
+    line = make_judgments([3], [1.5], [2.25], [0.5], [7], run="r", variant="h64-b10000-s0",
+                          hidden_dim=64, buffer_size=10000, seed=0, epoch=1, strategy="cem",
+                          oracle="value_iteration", ts="2026-01-01T00:00:00.000Z")[0]  # fmt: skip
+    text = (json.dumps(line, separators=(",", ":")) + "\n").encode()
+    rows = 48_000_000 // len(text)
+    path.write_bytes(text * rows)
+
+    def peak(batch: int) -> int:
+        proc = subprocess.run([sys.executable, "-c", _PEAK_RSS, str(path), str(batch)],
+                              capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).parent.parent)  # fmt: skip
+        got_rows, grew = map(int, proc.stdout.split())
+        assert got_rows == rows
+        return grew
+
+    assert peak(1 << 20) < 24 * 2**20
+    assert peak(0) > 48_000_000
 
 
 # --------------------------------------------------------------------------------------------
@@ -351,23 +465,18 @@ def judgment_files(draw):
     return lines
 
 
-def read_in_chunks(read, path, chunk: int, **kwargs):
-    """Returns ``read(path, **kwargs)`` with the reader's chunks set to ``chunk`` bytes."""
-    old = J._CHUNK_BYTES
-    J._CHUNK_BYTES = chunk
-    try:
-        return read(path, **kwargs)
-    finally:
-        J._CHUNK_BYTES = old
+def read_in_batches(path, batch: int) -> Judgments:
+    """Returns the file read by iter_judgments in batches of ``batch`` bytes, joined."""
+    return Judgments.concat(list(iter_judgments(path, batch_bytes=batch)))
 
 
 @settings(max_examples=60, deadline=None)
-@given(judgment_files(), st.sampled_from([64, 1 << 22]), st.sampled_from([1, 2]))
-def test_fast_reader_equals_json_loads_line_by_line(lines, chunk, workers):
+@given(judgment_files(), st.sampled_from([0, 64, 1 << 22]))
+def test_fast_reader_equals_json_loads_line_by_line(lines, batch):
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "j.jsonl")
         write_lines(path, lines)
-        fast = read_in_chunks(read_judgments, path, chunk, workers=workers)
+        fast = read_in_batches(path, batch) if batch else read_judgments(path)
         careful = read_judgments(path, fast=False)
         assert_same(fast, careful)
         # and json.loads itself, for the numbers
@@ -403,53 +512,99 @@ def batched_files(draw):
     return lines
 
 
-def outcome(path, **kw):
+def outcome(read, *args, **kw):
     try:
-        return read_judgments(path, **kw)
+        return read(*args, **kw)
     except JudgmentError as e:
         return str(e)
 
 
 @settings(max_examples=60, deadline=None)
-@given(batched_files(), st.sampled_from([2048, 1 << 22]), st.sampled_from([1, 2]))
-def test_fast_reader_with_shared_prefixes_equals_json_loads(lines, chunk, workers):
+@given(batched_files(), st.sampled_from([0, 2048, 1 << 22]))
+def test_fast_reader_on_sweep_batches_equals_json_loads(lines, batch):
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "j.jsonl")
         write_lines(path, lines)
-        fast = read_in_chunks(outcome, path, chunk, workers=workers)
-        careful = outcome(path, fast=False)
+        fast = outcome(read_in_batches, path, batch) if batch else outcome(read_judgments, path)
+        careful = outcome(read_judgments, path, fast=False)
         if isinstance(careful, str):
             assert fast == careful
         else:
             assert_same(fast, careful)
 
 
-def test_shared_prefix_reads_each_run_once(tmp_path):
-    """A sweep-like file is read through the shared-prefix path, and a bad run head is named."""
+def test_sweep_batches_by_hand_and_a_bad_first_line(tmp_path):
+    """Lines sharing their leading fields, as a sweep writes them, read by hand; a bad value in
+    the first line of such a run is named by its line."""
     path = tmp_path / "j.jsonl"
     head = '{"schema":1,"variant":"h8","seed":%s,"epoch":3,"episode":%d,"goal_id":%d,"reward":%s,"regret":1}'
     lines = [head % ("0", i, i % 4, f"{i / 8:.3f}") for i in range(64)]
     write_lines(path, lines)
-    calls = []
-    real = P._shared_prefix
-
-    def spy(*a):
-        k, same = real(*a)
-        calls.append((k, None if same is None else int((~same).sum())))
-        return k, same
-
-    P._shared_prefix = spy
-    try:
-        j = read_judgments(path)
-    finally:
-        P._shared_prefix = real
-    assert calls == [(4, 1)]  # schema, variant, seed and epoch shared; one run
+    j = read_judgments(path)
     assert j.seed.tolist() == [0] * 64 and j.epoch.tolist() == [3] * 64
     assert j.episode.tolist() == list(range(64)) and j.reward[9] == 1.125
-    # the same file with every seed negative: the run head's line is the one named
+    assert j.variant == ["h8"] * 64 and j.goal_id.tolist() == [i % 4 for i in range(64)]
     write_lines(path, [line.replace('"seed":0', '"seed":-1') for line in lines])
     with pytest.raises(JudgmentError, match=rf"^{path}:1: seed must be a non-negative integer"):
         read_judgments(path)
+
+
+def test_strings_that_look_like_numbers_and_numbers_where_strings_belong(tmp_path):
+    """polars reads {"variant": 3} as the string "3": the reader tells the two apart."""
+    path = tmp_path / "j.jsonl"
+    rows = [{"goal_id": 0, "reward": 1.0, "regret": 1.0, "variant": v, "ts": t}
+            for v, t in (("3", "1.5"), ("true", "[1]"), ("h8", "{}"))]  # fmt: skip
+    write_lines(path, [json.dumps(r) for r in rows])
+    j = read_judgments(path)
+    assert j.variant == ["3", "true", "h8"] and j.ts == ["1.5", "[1]", "{}"]
+    for bad, shown in ((3, "3"), (1.5, "1.5"), (True, "true"), ([1], "[1]"), ({"a": 1}, "{'a': 1}")):
+        write_lines(path, [json.dumps(rows[0]), json.dumps({**rows[2], "variant": bad})])
+        with pytest.raises(JudgmentError) as err:
+            read_judgments(path)
+        assert str(err.value) == f"{path}:2: variant must be a string, got {shown}"
+
+
+def test_extra_fields_anywhere_are_kept_with_json_loads_values(tmp_path):
+    """Extra fields first seen after polars' schema sample, explicit nulls, ints beside floats,
+    nested values and escapes: every row's extra fields are json.loads' own."""
+    path = tmp_path / "j.jsonl"
+    lines = [f'{{"goal_id":{i % 3},"reward":{i}.5,"regret":1}}' for i in range(300)]
+    lines[250] = '{"goal_id":1,"reward":2,"regret":1,"late":7,"seed":null}'
+    lines[260] = '{"goal_id":1,"reward":2,"regret":1,"late":7.5,"nested":{"a":[1,{"b":null}]}}'
+    lines[270] = '{"goal_id":1,"reward":2,"regret":1,"late":null,"k\\u00e9y":"a\\"b:c"}'
+    write_lines(path, lines)
+    j = read_judgments(path)
+    want = [{}] * 300
+    want[250], want[260] = {"late": 7}, {"late": 7.5, "nested": {"a": [1, {"b": None}]}}
+    want[270] = {"late": None, "k\u00e9y": 'a"b:c'}
+    assert [dict(e) for e in j.extra] == want
+    assert type(j.extra[250]["late"]) is int and j.seed[250] == -1
+    assert_same(j, read_judgments(path, fast=False))
+    assert_same(j, read_in_batches(path, 1000))
+    # without any escape in the file, and with one late key alone
+    for keep in ((250, 260), (260,)):
+        write_lines(path, [line if i in keep or i < 250 else lines[0] for i, line in enumerate(lines)])
+        j = read_judgments(path)
+        assert [dict(e) for e in j.extra] == [want[i] if i in keep else {} for i in range(300)]
+
+
+def test_from_records_checks_like_the_reader(tmp_path):
+    recs = make_judgments([0, 2], np.array([1.5, -2.0]), np.array([3.0, 0.5]), variant="v", epoch=1)
+    recs[1]["note"] = {"x": 1}
+    path = tmp_path / "j.jsonl"
+    with JudgmentWriter(path) as w:
+        w.append(recs)
+    j = Judgments.from_records(recs, path="mine")
+    assert_same(j, read_judgments(path))
+    assert j.path == "mine" and j.regret.tolist() == [1.5, 2.5] and dict(j.extra[1]) == {"note": {"x": 1}}
+    assert len(Judgments.from_records([])) == 0 and Judgments.from_records([]).goal_id.dtype == np.int64
+    with pytest.raises(JudgmentError, match=r"^record 1: regret 9.0 contradicts"):
+        Judgments.from_records([recs[0], {**recs[1], "regret": 9.0}])
+    with pytest.raises(JudgmentError, match=r"^record 0: expected a JSON object, got list"):
+        Judgments.from_records([[1, 2]])
+    for bad in ("abc", {"goal_id": 0}, 3):
+        with pytest.raises(TypeError, match="expected a list of judgment records"):
+            Judgments.from_records(bad)
 
 
 def test_fast_path_handles_the_numbers_json_allows(tmp_path):
@@ -482,21 +637,13 @@ def test_large_goal_ids_and_int64_limits(tmp_path):
         read_judgments(path)
 
 
-def test_fast_path_memory_stays_near_the_file_size(tmp_path):
-    """A long fixed segment in the first lines and many short lines with as many quotes: the
-    checks read only bytes the lines hold (gathering the segment for every line took 380 MB)."""
-    import tracemalloc
-
+def test_a_long_extra_key_and_many_short_lines(tmp_path):
+    """A 40 kB key in the first lines (the old parser's worst case) beside 5000 short lines."""
     path = tmp_path / "j.jsonl"
     key = "K" * 40_000
     lines = [f'{{"{key}": 1, "goal_id": 0, "reward": {r}, "optimal_reward": 1}}' for r in (0.5, 0.25)]
     lines += [f'{{"k": 1, "goal_id": {i}, "reward": 0.5, "optimal_reward": 1}}' for i in range(5000)]
     write_lines(path, lines)
-    tracemalloc.start()
-    try:
-        j = read_judgments(path, workers=1)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert peak < 80 * 2**20, peak  # the file is 0.4 MB
+    j = read_judgments(path)
+    assert dict(j.extra[0]) == {key: 1} and dict(j.extra[2]) == {"k": 1}
     assert_same(j, read_judgments(path, fast=False))

@@ -6,10 +6,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 
 from augnes_jax import stats
-from augnes_jax.judgments import JudgmentWriter, make_judgments, read_judgments
+from augnes_jax.judgments import JudgmentError, JudgmentWriter, make_judgments, read_judgments
 from augnes_jax.summaries import TensorBoardReader
 
 FIXTURE = Path(__file__).parent / "fixtures" / "judgments_small.jsonl"
@@ -79,6 +80,17 @@ def test_hand_checked_fixture():
     assert cem["goals"]["1"] == NULL_GOAL
     # strict JSON: no NaN anywhere
     json.dumps(doc, allow_nan=False)
+
+
+def test_a_list_of_records_gives_the_same_document():
+    records = [json.loads(line) for line in FIXTURE.read_text().splitlines() if line.strip()]
+    doc = stats.build_strategy_stats(records, source="fixture", num_goals=4)
+    check_experiment(doc["experiments"][0], GREEDY)
+    check_experiment(doc["experiments"][1], CEM)
+    with pytest.raises(TypeError, match="expected a list of judgment records"):
+        stats.build_strategy_stats("judgments.jsonl", source="f")
+    with pytest.raises(JudgmentError, match=r"^record 1: missing required field 'reward'"):
+        stats.build_strategy_stats([records[0], {"goal_id": 1}], source="f")
 
 
 def test_known_optimum_and_baseline_fill_rows_that_lack_them():
@@ -154,6 +166,21 @@ def test_cli_writes_stats_tensorboard_and_a_table(tmp_path, capsys):
     assert reader.hparams("greedy")["variant"] == "greedy"
 
 
+def test_cli_writes_the_columns_as_parquet(tmp_path, capsys):
+    out = tmp_path / "cols" / "judgments.parquet"
+    assert stats.main([str(FIXTURE), "--out", str(tmp_path / "s.json"), "--parquet", str(out)]) == 0
+    df = pl.read_parquet(out)
+    assert df.height == 9 and [p.name for p in out.parent.iterdir()] == ["judgments.parquet"]
+    assert df["goal_id"].to_list() == [0, 0, 1, 1, 1, 0, 2, 2, 2]
+    assert df["regret"].to_list() == [2.0, 1.0, 1.0, 0.0, 3.0, 0.5, 2.0, 1.0, 0.5]
+    assert df["optimal_reward"].to_list()[5] is None and df["advantage"].to_list()[6:] == [None] * 3
+    assert df["episode"].to_list() == [0, 1, 2] + [None] * 6
+    assert df["strategy"].to_list() == ["greedy"] * 5 + ["cem"] * 4 and df["run"][8] == "external"
+    extra = df["extra"].to_list()
+    assert json.loads(extra[2]) == {"note": "compact"} and extra[0] is None
+    assert json.loads(extra[6]) == {"info": {"source": "other-system"}}
+
+
 def _bad_files(tmp_path):
     good = '{"goal_id": 0, "reward": 1.0, "optimal_reward": 2.0}'
     cases = {
@@ -181,10 +208,11 @@ def test_cli_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys
     path, message = _bad_files(tmp_path)[case]
     out = tmp_path / "stats.json"
     tb = tmp_path / "tb"
-    assert stats.main([str(path), "--out", str(out), "--tb", str(tb)]) == 2
+    parquet = tmp_path / "j.parquet"
+    assert stats.main([str(path), "--out", str(out), "--tb", str(tb), "--parquet", str(parquet)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"augnes_jax.stats: error: {path}") and message in err
-    assert not out.exists() and not tb.exists()
+    assert not out.exists() and not tb.exists() and not parquet.exists()
 
 
 def test_cli_runs_as_a_module(tmp_path):
