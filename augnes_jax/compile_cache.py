@@ -66,8 +66,13 @@ class CompileCacheError(ConfigError):
 
 
 def setting_problem(value) -> str | None:
-    """Returns what is wrong with a ``compile_cache`` value, or None for auto, off or a directory."""
+    """Returns what is wrong with a ``compile_cache`` value, or None for auto, off or a directory.
+
+    ``False`` counts as ``off``: a bare ``off`` in YAML or a ``key=value`` override arrives so.
+    """
     usage = f"must be auto, off or a directory path, got {value!r}"
+    if value is False:  # YAML 1.1, which the config files and overrides follow, reads off as false
+        return None
     if not isinstance(value, str) or not value.strip():
         return usage
     if value != value.strip() or any(c in value for c in "\n\r\x00"):
@@ -79,12 +84,12 @@ def setting_problem(value) -> str | None:
     return None
 
 
-def resolve(setting: str = "auto") -> Path | None:
-    """Returns the cache directory that ``setting`` names, or None for ``off``."""
+def resolve(setting: str | bool = "auto") -> Path | None:
+    """Returns the cache directory that ``setting`` names, or None for ``off`` (or ``False``)."""
     problem = setting_problem(setting)
     if problem:
         raise CompileCacheError(problem)
-    if setting == "off":
+    if setting is False or setting == "off":
         return None
     if setting == "auto":
         env = os.environ.get(ENV_VAR, "").strip()
@@ -128,7 +133,7 @@ def remove_damaged_entries(path: Path, *, settle_s: float = SETTLE_S) -> list[st
     return removed
 
 
-def configure(setting: str = "auto") -> Path | None:
+def configure(setting: str | bool = "auto") -> Path | None:
     """Points JAX's persistent compilation cache at the directory ``setting`` names; returns it.
 
     Call before anything compiles. ``off`` (returns None) disables the cache for this process.

@@ -135,7 +135,7 @@ class Config:
     samples_per_epoch: int = 5000  # transitions collected per variant per epoch
     devices: str = "auto"  # auto | N (number of devices to shard the variant axis over)
     distributed: bool = False
-    compile_cache: str = "auto"  # auto | off | PATH (see augnes_jax.compile_cache)
+    compile_cache: str | bool = "auto"  # auto | off | PATH (YAML reads a bare off as false)
     env: EnvConfig = field(default_factory=EnvConfig)
     variants: VariantsConfig = field(default_factory=VariantsConfig)
     world_model: WorldModelConfig = field(default_factory=WorldModelConfig)

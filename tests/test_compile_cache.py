@@ -103,7 +103,7 @@ def test_compile_cache_off_writes_nothing_even_with_the_variable_set(tmp_path):
     assert (tmp_path / "run" / "judgments.jsonl").is_file()
 
 
-@pytest.mark.parametrize("value", ["''", "' auto'"])
+@pytest.mark.parametrize("value", ["''", "' auto'", "on", "1"])
 def test_bad_value_is_exit_2_with_one_line(tmp_path, value):
     cmd = [sys.executable, "-m", "augnes_jax.sweep", "--run-dir", str(tmp_path / "run"), f"compile_cache={value}"]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
@@ -162,10 +162,14 @@ def test_configure_in_process_writes_entries_and_off_stops_writing(fresh_cache):
     assert compile_cache.configure(str(fresh_cache)) == fresh_cache.resolve()
     assert float(_program(1.2345)(jnp.ones(3))) == pytest.approx(3 * float(jnp.tanh(1.2345)))
     first = entries(fresh_cache)
-    assert len(first) == 1
+    assert [k for k in first if k.startswith("jit__lambda-")]  # the program is stored, under its name
+    x = jnp.ones(3)
     assert compile_cache.configure("off") is None
-    _program(2.5)(jnp.ones(3)).block_until_ready()
+    _program(2.5)(x).block_until_ready()
     assert entries(fresh_cache) == first
+    assert compile_cache.configure(str(fresh_cache)) == fresh_cache.resolve()  # on again: it writes
+    _program(3.5)(x).block_until_ready()
+    assert len(entries(fresh_cache)) == len(first) + 1
 
 
 def test_remove_damaged_entries_keeps_whole_and_recent_ones(tmp_path):
@@ -183,6 +187,12 @@ def test_remove_damaged_entries_keeps_whole_and_recent_ones(tmp_path):
 
 def test_config_key_defaults_to_auto_and_names_itself_when_bad(tmp_path):
     assert load_config(None, []).compile_cache == "auto"
-    assert load_config(None, ["compile_cache=off"]).compile_cache == "off"
+    # YAML 1.1 reads a bare off as false, quoted it stays a string: both mean off
+    assert load_config(None, ["compile_cache=off"]).compile_cache is False
+    assert load_config(None, ["compile_cache='off'"]).compile_cache == "off"
+    assert compile_cache.resolve(False) is None and compile_cache.resolve("off") is None
+    assert load_config(None, [f"compile_cache={tmp_path}"]).compile_cache == str(tmp_path)
+    with pytest.raises(ConfigError, match=r"^config error: compile_cache: must be auto, off or a directory"):
+        load_config(None, ["compile_cache=true"])
     with pytest.raises(ConfigError, match=r"^config error: compile_cache: must be auto, off or a directory"):
         load_config(None, ["compile_cache=''"])
