@@ -15,7 +15,9 @@ What JAX guarantees (jax 0.10, ``jax/_src/cache_key.py``, ``compilation_cache.py
   locations), the jaxlib version, the backend's platform and platform version, ``XLA_FLAGS``,
   the serialized compile options, the device topology (device kind and count) and the
   compression. A jax upgrade, another device kind or other XLA flags therefore never load an
-  old entry: they miss and compile.
+  old entry: they miss and compile. JAX's default also adds a GPU autotuning cache under the
+  cache directory to the compile options, which puts the directory's path into every key;
+  :func:`configure` turns that off, so a cache keeps hitting when it is moved or copied.
 - **Damaged entries.** JAX wraps every cache read in ``try``: an entry that does not decompress
   or deserialize is reported as a ``UserWarning`` ("Error reading persistent compilation cache
   entry") and the program is compiled as if the cache had missed. It is never rewritten,
@@ -55,6 +57,7 @@ MIN_COMPILE_TIME_S = 0.2  # programs that compile faster than this are not worth
 SETTLE_S = 60.0  # an entry younger than this may still be being written by another process
 _MIN_TIME_ENV = "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"
 _MIN_SIZE_ENV = "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"
+_XLA_CACHES_ENV = "JAX_PERSISTENT_CACHE_ENABLE_XLA_CACHES"
 _ENTRY_SUFFIX = "-cache"
 
 
@@ -137,9 +140,10 @@ def configure(setting: str | bool = "auto") -> Path | None:
     """Points JAX's persistent compilation cache at the directory ``setting`` names; returns it.
 
     Call before anything compiles. ``off`` (returns None) disables the cache for this process.
-    Unless the environment sets ``JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS`` or
-    ``JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES``, programs that compile in under
-    :data:`MIN_COMPILE_TIME_S` are not stored and there is no minimum entry size.
+    Unless the environment sets ``JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS``,
+    ``JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES`` or ``JAX_PERSISTENT_CACHE_ENABLE_XLA_CACHES``,
+    programs that compile in under :data:`MIN_COMPILE_TIME_S` are not stored, there is no
+    minimum entry size, and no XLA-internal cache goes with it (see the module docstring).
 
     Under ``auto`` a directory that cannot be created is a warning and no cache.
 
@@ -170,6 +174,10 @@ def configure(setting: str | bool = "auto") -> Path | None:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_TIME_S)
     if _MIN_SIZE_ENV not in os.environ:
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)  # -1: no minimum, no override
+    if _XLA_CACHES_ENV not in os.environ:
+        # JAX's default puts <dir>/xla_gpu_per_fusion_autotune_cache_dir into the compile options,
+        # which are part of every key: a cache moved or copied elsewhere would never hit
+        jax.config.update("jax_persistent_cache_enable_xla_caches", None)
     if current != str(path) or not jax.config.jax_enable_compilation_cache:
         jax.config.update("jax_enable_compilation_cache", True)
         jax.config.update("jax_compilation_cache_dir", str(path))

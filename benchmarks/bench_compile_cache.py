@@ -46,7 +46,8 @@ def main() -> None:
         env = dict(os.environ, JAX_PLATFORMS=os.environ.get("JAX_PLATFORMS", "cpu"),
                    PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
         env[compile_cache.ENV_VAR] = str(work / "cache")
-        for var in ("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"):
+        for var in ("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES",
+                    "JAX_PERSISTENT_CACHE_ENABLE_XLA_CACHES"):
             env.pop(var, None)
 
         def sweep(name: str, *extra: str) -> float:

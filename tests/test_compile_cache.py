@@ -1,8 +1,9 @@
 """The persistent compilation cache: where it lives, that sweeps hit it, and that damage is harmless.
 
 The sweeps run in subprocesses, each with its own cache directory (not the session's shared
-one), so what a run finds in its cache is exactly what an earlier run here wrote. JAX's own
-debug log of ``jax._src.compiler`` says which programs came from the cache.
+one), so what a run finds in its cache is exactly what an earlier run here wrote. The warm runs
+use a copy of the cold run's cache at another path: keys do not depend on the location. JAX's
+own debug log of ``jax._src.compiler`` says which programs came from the cache.
 """
 
 import os
@@ -37,7 +38,8 @@ def run_sweep(run_dir: Path, cache: Path, *extra: str) -> subprocess.CompletedPr
     env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_DEBUG_LOG_MODULES="jax._src.compiler",
                JAX_NUMPY_RANK_PROMOTION="raise", JAX_DEBUG_KEY_REUSE="true")
     env[compile_cache.ENV_VAR] = str(cache)
-    for var in ("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"):
+    for var in ("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES",
+                "JAX_PERSISTENT_CACHE_ENABLE_XLA_CACHES"):
         env.pop(var, None)  # the defaults of augnes_jax.compile_cache
     cmd = [sys.executable, "-m", "augnes_jax.sweep", "--no-progress", "--run-dir", str(run_dir), *CFG, *extra]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
