@@ -24,11 +24,14 @@ What JAX guarantees (jax 0.10, ``jax/_src/cache_key.py``, ``compilation_cache.py
   though (an existing key is left alone), so :func:`configure` removes entries that no longer
   decompress; the next compilation writes them again. Entries are zlib streams with a
   checksum here, so truncation and corruption are both detected.
-- **Two processes.** Entries are written once per key and never modified. Without a size bound
-  JAX takes no lock: a reader that meets an entry another process is still writing sees a short
-  file, warns and compiles (nothing is lost), and two writers of one key write the same bytes.
-  Only process 0 of a multi-process run writes. The removal above skips entries younger than
-  :data:`SETTLE_S`, so it never touches one that is still being written.
+- **Two processes.** An entry is written once per key (skipped when the file exists) and never
+  modified; only process 0 of a multi-process run writes. Without a size bound JAX takes no
+  lock and writes in place: a reader that meets an entry another process is still writing sees
+  a short file, warns and compiles, and two processes that compile the same program at the same
+  moment can leave one file of both writes (two compilations of one program need not give the
+  same bytes). Either way the zlib checksum fails, so such a file is a damaged entry as
+  above: never loaded, removed by the next :func:`configure`. The removal skips entries younger
+  than :data:`SETTLE_S`, so it never touches one that is still being written.
 - **Size.** JAX bounds the cache (``jax_compilation_cache_max_size``, least recently used out)
   only with the ``filelock`` package installed; without it the setting disables the cache. The
   cache is not bounded here; clear it by deleting the directory (``rm -rf`` the path that
