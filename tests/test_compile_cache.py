@@ -6,6 +6,7 @@ use a copy of the cold run's cache at another path: keys do not depend on the lo
 own debug log of ``jax._src.compiler`` says which programs came from the cache.
 """
 
+import ast
 import os
 import re
 import shutil
@@ -208,3 +209,39 @@ def test_keys_do_not_depend_on_where_the_cache_lives(fresh_cache):
         _program(4.5)(jnp.ones(3)).block_until_ready()
         names.append({k for k in entries(d) if k.startswith("jit__lambda-")})
     assert names[0] and names[0] == names[1]
+
+
+SHARED_PROGRAMS = """
+import sys
+import numpy as np
+from augnes_jax import compile_cache
+compile_cache.configure(sys.argv[1])
+import jax, jax.numpy as jnp
+x = np.linspace(-1.0, 1.0, 64 * 64, dtype=np.float32).reshape(64, 64)
+out = [float(jax.jit(lambda a, i=i: (jnp.sin(a * (i + 1)) @ a).sum())(x)) for i in range(12)]
+print(repr(out))
+"""
+
+
+def test_processes_sharing_one_cache_get_right_values_and_leave_it_usable(tmp_path):
+    import numpy as np
+
+    cache = tmp_path / "cache"
+    env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+    cmd = [sys.executable, "-c", SHARED_PROGRAMS, str(cache)]
+    x = np.linspace(-1.0, 1.0, 64 * 64, dtype=np.float32).reshape(64, 64).astype(np.float64)
+    want = [float((np.sin(x * (i + 1)) @ x).sum()) for i in range(12)]
+    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(3)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (out, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err[-2000:]
+        np.testing.assert_allclose(ast.literal_eval(out), want, rtol=1e-4, atol=1e-2)
+    written = entries(cache)
+    assert len([k for k in written if k.startswith("jit__lambda-")]) == 12
+    compile_cache.remove_damaged_entries(cache, settle_s=0)  # what a later start removes
+    for data in entries(cache).values():
+        zlib.decompress(data)
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    np.testing.assert_allclose(ast.literal_eval(res.stdout), want, rtol=1e-4, atol=1e-2)
