@@ -57,7 +57,10 @@ def main() -> None:
 
         cold = sweep("cold")
         entries = sorted((work / "cache").glob("*-cache"))
+        cache_bytes = sum(p.stat().st_size for p in entries)
+        print(f"cold {cold:.1f} s, {len(entries)} entries", file=sys.stderr, flush=True)
         warm = sweep("warm")
+        print(f"warm {warm:.1f} s", file=sys.stderr, flush=True)
         off = None if args.no_off else sweep("off", "compile_cache=off")
     v = cfg.variants
     emit({
@@ -67,7 +70,7 @@ def main() -> None:
                   "hidden_dims": list(v.hidden_dims), "buffer_sizes": list(v.buffer_sizes), "seeds": list(v.seeds),
                   "epochs": cfg.epochs, "samples_per_epoch": cfg.samples_per_epoch,
                   "train_steps": cfg.world_model.train_steps_per_epoch,
-                  "cache_entries": len(entries), "cache_bytes": sum(p.stat().st_size for p in entries)},
+                  "cache_entries": len(entries), "cache_bytes": cache_bytes},
         "cold_s": round(cold, 2),
         "warm_s": round(warm, 2),
         "ratio": round(warm / cold, 3),
