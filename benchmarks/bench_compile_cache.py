@@ -63,9 +63,12 @@ def main() -> None:
         print(f"warm {warm:.1f} s", file=sys.stderr, flush=True)
         off = None if args.no_off else sweep("off", "compile_cache=off")
     v = cfg.variants
+    device = device_info()
+    device["compile_cache"] = "a temporary directory per benchmark run"
     emit({
         "benchmark": "compile_cache",
-        "device": device_info(),
+        "device": device,
+        "load_average_1min": round(os.getloadavg()[0], 2),
         "sizes": {"variants": len(v.hidden_dims) * len(v.buffer_sizes) * len(v.seeds),
                   "hidden_dims": list(v.hidden_dims), "buffer_sizes": list(v.buffer_sizes), "seeds": list(v.seeds),
                   "epochs": cfg.epochs, "samples_per_epoch": cfg.samples_per_epoch,
