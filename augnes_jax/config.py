@@ -137,6 +137,7 @@ class Config:
     samples_per_epoch: int = 5000  # transitions collected per variant per epoch
     devices: str = "auto"  # auto | N (number of devices to shard the variant axis over)
     distributed: bool = False
+    compile_cache: str | bool = "auto"  # auto | off | PATH (YAML reads a bare off as false)
     env: EnvConfig = field(default_factory=EnvConfig)
     variants: VariantsConfig = field(default_factory=VariantsConfig)
     world_model: WorldModelConfig = field(default_factory=WorldModelConfig)
@@ -314,6 +315,11 @@ def validate(cfg: Config) -> Config:
     _positive("samples_per_epoch", cfg.samples_per_epoch)
     if cfg.devices != "auto" and not (cfg.devices.isdigit() and int(cfg.devices) > 0):
         raise ConfigError("devices", f"must be 'auto' or a positive integer, got {cfg.devices!r}")
+    from augnes_jax.compile_cache import setting_problem
+
+    problem = setting_problem(cfg.compile_cache)
+    if problem:
+        raise ConfigError("compile_cache", problem)
 
     envs = registered_envs()
     _choice("env.name", cfg.env.name, tuple(envs))

@@ -132,6 +132,9 @@ def run(argv: list[str] | None = None) -> dict:
         raise InputError("give --obs and --action, or --obs-file and --action-file")
 
     from augnes_jax.checkpoint import load_world_model  # keep `--help` and input errors fast
+    from augnes_jax.compile_cache import configure
+
+    configure("auto")  # the environment's JAX_COMPILATION_CACHE_DIR, else the user cache directory
 
     predictor = load_world_model(args.run_dir, variant=args.variant, step=args.step)
     _check_width(obs, predictor.obs_dim, "--obs-file" if batch else "--obs", "obs_dim")

@@ -39,6 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from augnes_jax import compile_cache
 from augnes_jax import envs as envs_lib
 from augnes_jax import run_lock
 from augnes_jax.checkpoint import CheckpointWriteError
@@ -625,6 +626,7 @@ def _run_cli(args: argparse.Namespace, started: list[Path]) -> None:
         raise SweepError(f"cannot resume: {saved} does not exist")
     # a resumed run starts from its own config: only --config and overrides can change it
     cfg = load_config(args.config if args.config or saved is None else saved, args.overrides)
+    compile_cache.configure(cfg.compile_cache)
     if init_distributed(cfg) and not (args.run_dir or cfg.run_name):
         # a timestamped default name could differ between hosts
         raise ConfigError("run_name", "a multi-process run needs --run-dir or run_name, the same on every host")

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import best_time, device_info, emit  # noqa: E402
+from common import best_time, compile_and_run_time, device_info, emit  # noqa: E402
 
 from augnes_jax.envs import make  # noqa: E402
 from augnes_jax.envs.numpy_reference import grid_step, reacher_obs, reacher_reward, reacher_step  # noqa: E402
@@ -64,13 +64,14 @@ def main() -> None:
             def jax_run(keys=keys, goals=goals, env=env, params=params):
                 jax.block_until_ready(rollout_jit(env, params, random_policy(env), None, keys, goals, args.steps).returns)
 
-            t_jax = best_time(jax_run)
+            compile_s, t_jax = compile_and_run_time(jax_run)
             t_np = best_time(lambda name=name, n=n: numpy_loop(name, n, args.steps, rng), repeats=2)
             steps = n * args.steps
             results.append({
                 "env": name, "num_envs": n, "steps_per_call": steps,
                 "jax_steps_per_s": steps / t_jax, "numpy_steps_per_s": steps / t_np,
                 "speedup_vs_numpy": t_np / t_jax,
+                "compile_s": compile_s, "run_s": t_jax,
             })
     emit({"benchmark": "rollout", "device": device_info(), "episode_steps": args.steps,
           "results": results})

@@ -1,10 +1,42 @@
-"""Test-wide JAX settings: loud shape bugs, key-reuse checks, one CPU thread pool."""
+"""Test-wide JAX settings: loud shape bugs, key-reuse checks, one CPU thread pool, one compile cache.
+
+The whole session shares one persistent compilation cache in a temporary directory: this
+process uses it, and ``JAX_COMPILATION_CACHE_DIR`` hands it to every subprocess (sweeps,
+``infer``, the multi-device scripts), so a program is compiled once per session rather than once
+per subprocess. A test that measures compilation itself takes the ``no_compile_cache`` fixture.
+"""
 
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import jax  # noqa: E402
+import pytest  # noqa: E402
+
+from augnes_jax import compile_cache  # noqa: E402
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 jax.config.update("jax_debug_key_reuse", True)
+
+# set at import, before any test module compiles anything or starts a subprocess
+SESSION_CACHE = tempfile.mkdtemp(prefix="augnes_jax_xla_cache_")
+os.environ[compile_cache.ENV_VAR] = SESSION_CACHE
+compile_cache.configure("auto")
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(SESSION_CACHE, ignore_errors=True)
+
+
+@pytest.fixture
+def no_compile_cache():
+    """Runs a test without the persistent cache (in this process and its subprocesses)."""
+    os.environ.pop(compile_cache.ENV_VAR, None)
+    compile_cache.configure("off")
+    try:
+        yield
+    finally:
+        os.environ[compile_cache.ENV_VAR] = SESSION_CACHE
+        compile_cache.configure("auto")

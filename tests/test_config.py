@@ -39,6 +39,10 @@ def test_default_yaml_and_overrides():
         (["alerts.webhook_url=file:///etc/passwd"], "alerts.webhook_url", "http"),
         (["run_name=../escape"], "run_name", "plain name"),
         (["epochs"], "epochs", "key=value"),
+        (["compile_cache=''"], "compile_cache", "auto, off or a directory"),
+        (["compile_cache=yes"], "compile_cache", "auto, off or a directory"),
+        (["compile_cache=[a]"], "compile_cache", "wrong type"),
+        (["compile_cache=/dev/null"], "compile_cache", "not a directory"),
     ],
 )
 def test_bad_values_name_the_key(override, key, words):
@@ -73,3 +77,14 @@ def test_every_shipped_config_loads():
     assert files
     for f in files:
         assert isinstance(load_config(f), Config)
+
+
+def test_compile_cache_key_in_yaml(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("compile_cache: off\n")  # a bare off is YAML's false
+    assert load_config(f).compile_cache is False
+    f.write_text(f"compile_cache: {tmp_path / 'xla'}\n")
+    cfg = load_config(f)
+    assert cfg.compile_cache == str(tmp_path / "xla")
+    assert config_from_dict(to_dict(cfg)) == cfg
+    assert load_config(None).compile_cache == "auto"
