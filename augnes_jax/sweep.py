@@ -39,9 +39,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from augnes_jax import compile_cache
+from augnes_jax import compile_cache, run_lock
 from augnes_jax import envs as envs_lib
-from augnes_jax import run_lock
 from augnes_jax.checkpoint import CheckpointWriteError
 from augnes_jax.cli import ArgumentParser, os_error_line, run_command
 from augnes_jax.config import Config, ConfigError, diff, load_config
