@@ -103,8 +103,8 @@ def _check_space(directory: Path, arrays: Mapping[str, Any], step: int) -> None:
     except OSError:
         return
     if free < need + (1 << 18):  # the arrays, plus room for the metadata files
-        raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (a checkpoint needs about "
-                      f"{need / 1e6:.1f} MB, {free / 1e6:.1f} MB free)", str(directory / str(step)))
+        raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (needs {need / 1e6:.1f} MB, "
+                      f"{free / 1e6:.1f} MB free)", str(directory / str(step)))
 
 
 def _val_metric(metrics: Any) -> float:

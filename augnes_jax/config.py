@@ -255,6 +255,10 @@ def to_yaml(cfg: Config) -> str:
     return yaml.safe_dump(to_dict(cfg), sort_keys=False)
 
 
+# keys that never change what a run computes: a resume may change them without --allow-change
+RESULT_NEUTRAL = ("run_name", "compile_cache")
+
+
 def diff(a: Config, b: Config) -> list[str]:
     """Returns the dotted keys whose values differ between two configs."""
     out: list[str] = []

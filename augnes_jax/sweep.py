@@ -43,7 +43,7 @@ from augnes_jax import compile_cache, run_lock
 from augnes_jax import envs as envs_lib
 from augnes_jax.checkpoint import CheckpointWriteError
 from augnes_jax.cli import ArgumentParser, os_error_line, run_command
-from augnes_jax.config import Config, ConfigError, diff, load_config
+from augnes_jax.config import RESULT_NEUTRAL, Config, ConfigError, diff, load_config
 from augnes_jax.epoch import (
     BucketFns,
     EpochSettings,
@@ -641,7 +641,7 @@ def _run_cli(args: argparse.Namespace, started: list[Path]) -> None:
                 old = load_config(saved)
             except ConfigError as e:
                 raise SweepError(f"cannot resume: the run's own config is unusable ({e})") from None
-            changed = [k for k in diff(old, cfg) if k not in args.allow_change and k != "run_name"]
+            changed = [k for k in diff(old, cfg) if k not in args.allow_change and k not in RESULT_NEUTRAL]
             if changed:
                 raise SweepError(
                     f"cannot resume {run_dir}: config differs from the run's in {', '.join(changed)} "

@@ -150,7 +150,7 @@ class SweepWriter:
 
     def _check_resumable(self, allow_changed: tuple[str, ...]) -> None:
         """Refuses a resume whose config differs from the run's in a key that may not change."""
-        from augnes_jax.config import ConfigError, diff, load_config
+        from augnes_jax.config import RESULT_NEUTRAL, ConfigError, diff, load_config
         from augnes_jax.sweep import SweepError
 
         saved = self.run_dir / "config.yaml"
@@ -160,7 +160,7 @@ class SweepWriter:
             old = load_config(saved)
         except ConfigError as e:
             raise SweepError(f"cannot resume: the run's own config is unusable ({e})") from None
-        changed = [k for k in diff(old, self.cfg) if k != "run_name"]
+        changed = [k for k in diff(old, self.cfg) if k not in RESULT_NEUTRAL]
         refused = [k for k in changed if k not in allow_changed]
         if refused:
             raise SweepError(f"cannot resume {self.run_dir}: config differs from the run's in {', '.join(refused)} "
