@@ -300,7 +300,7 @@ def test_every_variant_name_is_a_plain_name_inside_the_run(reference):
     assert all(VARIANT_RE.match(v.name) for v in all_variants(buckets))
     tb = ref_dir / "tb"
     runs = [p for p in tb.iterdir() if p.is_dir()]
-    assert sorted(p.name for p in runs) == sorted([*VARIANTS, "capacity"] + (["meta"] if (tb / "meta").is_dir() else []))
+    assert sorted(p.name for p in runs) == sorted([*VARIANTS, "_capacity", "_controller"])
     for p in runs:
         assert p.resolve().parent == tb.resolve()
 
