@@ -421,12 +421,13 @@ class SweepWriter:
         if not self.primary:
             return
         if getattr(self, "_hp_domains", None) is None:
-            widths = set()
-            for v in self.sweep.variants:
-                h = v.hidden_dim
-                while h <= max(v.max_width, v.hidden_dim):
-                    widths.add(h)
-                    h *= 2
+            widths = {v.hidden_dim for v in self.sweep.variants}
+            if self.cfg.variants.capacity_mode == "auto":  # every width a variant can grow to
+                for v in self.sweep.variants:
+                    h = v.hidden_dim
+                    while h <= v.max_width:
+                        widths.add(h)
+                        h *= 2
             self._hp_domains = {"hidden_dim": sorted(widths),
                                 "buffer_size": sorted({v.buffer_size for v in self.sweep.variants}),
                                 "seed": sorted({v.seed for v in self.sweep.variants})}
