@@ -110,7 +110,7 @@ class VariantData:
 
     @property
     def diverged(self) -> bool:
-        """Returns True when ``world_model/diverged`` was ever raised for this variant."""
+        """Returns True when ``health/diverged`` was ever raised for this variant."""
         s = self.series.get(DIVERGED_TAG)
         return bool(s is not None and np.any(s[1] >= 0.5))  # NaN compares False
 
