@@ -664,10 +664,13 @@ class SweepWriter:
             decision = self.controller.update()
             self.controller.write(self.run_dir, growth=self.sweep.growth)
             self.last_decision = decision
-            self._write_capacity_tb(epoch, decision)
         except Exception as e:  # noqa: BLE001 - the controller must never stop the sweep
             log.warning("MetaJudgmentController failed at epoch %d: %s", epoch, e)
             return False
+        try:
+            self._write_capacity_tb(epoch, decision)
+        except Exception as e:  # noqa: BLE001 - nor may showing its answer decide what it does
+            log.warning("TensorBoard summaries of the decision at epoch %d failed: %s", epoch, e)
         if self.cfg.variants.capacity_mode != "auto":
             return False
         if decision.decision == "expand":
