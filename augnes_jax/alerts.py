@@ -1,7 +1,7 @@
 """Alerts raised when a marginal capacity gain drops below epsilon.
 
 An alert goes to four places: a JSON line appended to ``RUN/alerts.jsonl``, a TensorBoard text
-summary (tag ``alerts/meta``) in ``RUN/tb/meta/``, a ``logging`` warning, and, optionally, a
+summary (tag ``alerts``, one short sentence per alert) in ``RUN/tb/_controller/``, a ``logging`` warning, and, optionally, a
 webhook that receives exactly the same JSON payload. The same alert (same axis, ladder, from,
 to and decision) is raised at most once per run: ``alerts.jsonl`` is the record of what was
 already raised, so de-duplication also holds across processes and restarts.
@@ -30,8 +30,8 @@ from augnes_jax import files
 log = logging.getLogger(__name__)
 
 ALERTS_FILE = "alerts.jsonl"
-TB_RUN = "meta"
-TB_TAG = "alerts/meta"
+TB_RUN = "_controller"  # the controller's TensorBoard run (sorts apart from the variants)
+TB_TAG = "alerts"
 KIND_MARGINAL_GAIN = "marginal_gain_below_epsilon"
 
 
@@ -235,19 +235,12 @@ class Alerter:
             raise files.ArtifactWriteError(e.errno, f"cannot write {self.path}: {e.strerror}") from e
 
     def _to_tensorboard(self, alerts: Iterable[Mapping[str, Any]], step: int | None) -> None:
-        from tensorboardX import SummaryWriter
+        from augnes_jax.summaries import RunWriter
 
-        # A short-lived writer per batch: tensorboardX's flush() does not wait for its event
-        # queue but close() does, so the text is on disk when this returns. The unique suffix
-        # keeps two batches in the same second from sharing (and truncating) one event file.
-        suffix = f".{os.getpid()}.{time.time_ns()}"
-        writer = SummaryWriter(logdir=str(self.run_dir / "tb" / TB_RUN), filename_suffix=suffix)
-        try:
-            for alert in alerts:
-                text = "  \n".join(f"**{k}**: {json.dumps(v)}" for k, v in alert.items())
-                writer.add_text(TB_TAG, text, global_step=step)
-        finally:
-            writer.close()
+        # A short-lived writer per batch, closed (so on disk) when this returns; one text per
+        # batch, so a step never carries two texts under the tag.
+        with RunWriter(self.run_dir / "tb" / TB_RUN) as writer:
+            writer.text(TB_TAG, "  \n".join(alert_sentence(a) for a in alerts), 0 if step is None else step)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Returns True when every pending webhook post finished within ``timeout`` seconds."""
@@ -255,6 +248,28 @@ class Alerter:
 
     def close(self) -> None:
         """Returns nothing; kept for symmetry (writers close per batch, webhook threads are daemons)."""
+
+
+def _round(x: Any) -> str:
+    return f"{x:.2g}" if isinstance(x, (int, float)) and not isinstance(x, bool) else "n/a"
+
+
+def alert_sentence(alert: Mapping[str, Any]) -> str:
+    """Returns an alert as one short sentence with rounded numbers that says what it means."""
+    lo, hi = (alert.get("gain_ci95") or [None, None])[:2]
+    ladder = ", ".join(f"{k} {v}" for k, v in (alert.get("ladder") or {}).items())
+    if alert.get("relative") and isinstance(alert.get("relative_gain"), (int, float)):
+        gain = (f"lowers avg regret by {100 * alert['relative_gain']:.0f}% (absolute {_round(alert.get('gain'))}, "
+                f"95% CI {_round(lo)} to {_round(hi)})")
+        limit = f"{100 * float(alert.get('epsilon') or 0.0):.0f}%"
+    else:
+        gain = f"lowers avg regret by {_round(alert.get('gain'))} (95% CI {_round(lo)} to {_round(hi)})"
+        limit = _round(alert.get("epsilon"))
+    return (
+        f"Going from {alert.get('axis')} {alert.get('from')} to {alert.get('to')} ({ladder}) {gain}, "
+        f"less than epsilon {limit}: the larger capacity is not worth its cost here. "
+        f"Decision: {alert.get('decision')}."
+    )
 
 
 def _num(x: Any) -> str:

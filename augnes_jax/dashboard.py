@@ -28,7 +28,7 @@ import logging
 import math
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -566,12 +566,17 @@ def figures(
     slice_points: int = 21,
     bootstrap_samples: int = 500,
     dpi: int = 80,
+    names: Collection[str] | None = None,
 ) -> dict[str, Any]:
     """Returns the dashboard's matplotlib ``Figure`` objects by PNG name, in ``PLOTS`` order.
 
     Nothing is written. ``transition_pattern.png`` is left out when its sources are not
-    available. The arguments are those of :func:`render`.
+    available. ``names`` (PNG names of ``PLOTS``) limits which figures are drawn; the other
+    arguments are those of :func:`render`.
     """
+    wanted = set(PLOTS if names is None else names)
+    if unknown := wanted - set(PLOTS):
+        raise ValueError(f"unknown dashboard figures: {sorted(unknown)}")
     run_dir = Path(run_dir)
     given = controller is not None
     if controller is None:
@@ -579,14 +584,17 @@ def figures(
     if controller.decision is None:
         controller.update()
     d = _Data(controller, _recommended(run_dir, controller, prefer_controller=given), bootstrap_samples)
-    figs = dict(zip(PLOTS[:6], [
-        _plot_regret_vs_hidden(d, dpi),
-        _plot_advantage_vs_hidden(d, dpi),
-        _plot_regret_vs_buffer(d, dpi),
-        _plot_goal_heatmap(d, dpi, run_dir),
-        _plot_val_mse(d, dpi),
-        _plot_regret_by_epoch(d, dpi),
+    draw = dict(zip(PLOTS[:6], [
+        lambda: _plot_regret_vs_hidden(d, dpi),
+        lambda: _plot_advantage_vs_hidden(d, dpi),
+        lambda: _plot_regret_vs_buffer(d, dpi),
+        lambda: _plot_goal_heatmap(d, dpi, run_dir),
+        lambda: _plot_val_mse(d, dpi),
+        lambda: _plot_regret_by_epoch(d, dpi),
     ], strict=True))  # fmt: skip
+    figs = {name: plot() for name, plot in draw.items() if name in wanted}
+    if PLOTS[6] not in wanted:
+        return figs
     if world_model_loader is None or env_factory is None:
         default_loader, default_env = _default_sources()
         world_model_loader = world_model_loader or default_loader

@@ -58,8 +58,10 @@ GOAL_REGRET_RE = re.compile(r"^regret/goal_(\d+)/avg$")
 REGRET_TAG = "regret/avg"
 ADVANTAGE_TAG = "advantage/avg"
 VAL_MSE_TAG = "world_model/val_mse"
-NUM_PARAMS_TAG = "capacity/num_params"
-DIVERGED_TAG = "world_model/diverged"
+NUM_PARAMS_TAG = "model/num_params"  # written when it changes (at growth)
+DIVERGED_TAG = "health/diverged"  # written when it changes
+# the tags runs written before the health/ namespace carry, read under the current names
+_LEGACY_TAGS = {"capacity/num_params": NUM_PARAMS_TAG, "world_model/diverged": DIVERGED_TAG}
 _SCALAR_TAGS = (REGRET_TAG, ADVANTAGE_TAG, VAL_MSE_TAG, NUM_PARAMS_TAG, DIVERGED_TAG)
 AXES = ("hidden_dim", "buffer_size")
 
@@ -108,7 +110,7 @@ class VariantData:
 
     @property
     def diverged(self) -> bool:
-        """Returns True when ``world_model/diverged`` was ever raised for this variant."""
+        """Returns True when ``health/diverged`` was ever raised for this variant."""
         s = self.series.get(DIVERGED_TAG)
         return bool(s is not None and np.any(s[1] >= 0.5))  # NaN compares False
 
@@ -259,10 +261,14 @@ def read_variants(reader: ScalarReader) -> list[VariantData]:
         if parsed is None:
             continue
         series = {}
-        for tag in reader.tags(run):
-            if tag in _SCALAR_TAGS or GOAL_REGRET_RE.match(tag):
+        tags = reader.tags(run)
+        for tag in tags:
+            key = _LEGACY_TAGS.get(tag, tag)
+            if key in series or (key != tag and key in tags):
+                continue  # a current tag wins over its legacy name
+            if key in _SCALAR_TAGS or GOAL_REGRET_RE.match(tag):
                 steps, values, _ = reader.scalars(run, tag)
-                series[tag] = (np.asarray(steps, np.int64), np.asarray(values, np.float64))
+                series[key] = (np.asarray(steps, np.int64), np.asarray(values, np.float64))
         out.append(VariantData(run, *parsed, series=series))
     return out
 

@@ -1,10 +1,13 @@
 """TensorBoard: writing with tensorboardX, reading with tensorboard's EventAccumulator (host shell).
 
-Writing: one :class:`RunWriter` per run directory (``tb/<variant>/``, ``tb/capacity/``) wraps one
-``tensorboardX.SummaryWriter``. HParams go into that same directory through
-``tensorboardX.summary.hparams`` (``add_hparams`` would create a stray subdirectory per call).
-:func:`write_regret_summaries` writes the per-goal regret ledger under the ``regret/`` and
-``advantage/`` namespaces; :func:`regret_layout` puts every goal's regret on one chart.
+Writing: one :class:`RunWriter` per run directory (``tb/<variant>/``, ``tb/_controller/``, ...)
+wraps one ``tensorboardX.SummaryWriter``. HParams go into that same directory as tensorboard's own
+hparams protos (discrete domains; ``add_hparams`` would create a stray subdirectory per call).
+Health counters go through :meth:`RunWriter.changed` (a point only when the value changes), text
+through tensorboard's text summary (the tag as given, no ``/text_summary`` suffix) and images as
+the exact PNG bytes a figure saves. :func:`write_regret_summaries` writes the per-goal regret
+ledger under the ``regret/`` and ``advantage/`` namespaces; :func:`regret_layout` and
+:func:`multiline_charts` build custom-scalars layouts of at most :data:`MAX_LINES` tags a chart.
 
 Reading: :class:`TensorBoardReader` keeps one EventAccumulator per run directory with
 ``size_guidance`` 0 for every kind (keep everything; the default reservoir silently drops
@@ -29,7 +32,10 @@ from tensorboardX.summary import hparams as hparams_summary
 from augnes_jax import regret as regret_lib
 
 __all__ = [
+    "MAX_LINES",
+    "MIN_HISTOGRAM_SAMPLES",
     "RunWriter",
+    "multiline_charts",
     "TensorBoardReader",
     "read_scalar_table",
     "regret_layout",
@@ -38,6 +44,8 @@ __all__ = [
 
 _EVENT_PREFIX = "events.out.tfevents."
 _HPARAM_TYPES = (bool, int, float, str)
+MAX_LINES = 8  # tags per custom-scalars chart: more lines than this cannot be told apart
+MIN_HISTOGRAM_SAMPLES = 20  # a histogram of fewer samples shows noise, not a distribution
 
 
 def _finite(value: Any) -> float | None:
@@ -70,6 +78,7 @@ class RunWriter:
         self._writer = SummaryWriter(
             logdir=str(self.logdir), flush_secs=flush_secs, filename_suffix=suffix, purge_step=purge_step
         )
+        self._last: dict[str, float] = {}  # the last value :meth:`changed` wrote per tag
         events = self._writer._get_file_writer().event_writer
         if hasattr(events, "_ev_writer"):
             # tensorboardX hands events to a background thread whose queue flush() does not
@@ -91,6 +100,22 @@ class RunWriter:
                 written += 1
         return written
 
+    def changed(self, step: int, values: Mapping[str, float]) -> int:
+        """Returns how many of ``values`` were written at ``step``: those that differ from the last.
+
+        For counters that rarely move (health flags, parameter counts): the first value of each
+        tag is written, then a point only where it changes, so a flat line costs no card noise.
+        A value written by an earlier process (a resumed run) is written once more.
+        """
+        fresh = {}
+        for tag, value in values.items():
+            v = _finite(value)
+            if v is not None and self._last.get(tag) != v:
+                fresh[tag] = v
+        self.scalars(step, fresh)
+        self._last.update(fresh)
+        return len(fresh)
+
     def histogram(self, tag: str, values: Any, step: int) -> bool:
         """Returns whether a histogram of the finite ``values`` was written at ``step``."""
         arr = np.asarray(values, np.float64).reshape(-1)
@@ -101,8 +126,43 @@ class RunWriter:
         return True
 
     def text(self, tag: str, text: str, step: int) -> None:
-        """Returns nothing; writes a text summary at ``step``."""
-        self._writer.add_text(tag, text, global_step=int(step))
+        """Returns nothing; writes a markdown text summary under exactly ``tag`` at ``step``."""
+        from tensorboard.plugins.text.summary_v2 import text_pb
+
+        self._add_summary(text_pb(tag, text), step)
+
+    def image_png(self, tag: str, png: bytes, step: int) -> tuple[int, int]:
+        """Returns ``(width, height)`` after writing the PNG bytes ``png`` as an image at ``step``.
+
+        The bytes are stored as given (no re-encoding), so TensorBoard shows exactly the file.
+        """
+        from tensorboardX.proto.summary_pb2 import Summary
+
+        width, height = png_size(png)
+        image = Summary.Image(height=height, width=width, colorspace=4, encoded_image_string=bytes(png))
+        self._writer._get_file_writer().add_summary(
+            Summary(value=[Summary.Value(tag=tag, image=image)]), global_step=int(step)
+        )
+        return width, height
+
+    def figure(self, tag: str, fig: Any, step: int, **savefig: Any) -> tuple[int, int]:
+        """Returns ``(width, height)`` after writing a matplotlib ``Figure`` as a PNG image.
+
+        The figure is saved through its own Agg canvas (no pyplot state), as ``fig.savefig`` would
+        write it to a file.
+        """
+        import io
+
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", **savefig)
+        return self.image_png(tag, buf.getvalue(), step)
+
+    def _add_summary(self, summary: Any, step: int | None) -> None:
+        """Writes a summary proto built by ``tensorboard`` (re-read as tensorboardX's message)."""
+        from tensorboardX.proto.summary_pb2 import Summary
+
+        own = Summary.FromString(summary.SerializeToString())
+        self._writer._get_file_writer().add_summary(own, global_step=None if step is None else int(step))
 
     def hparams(
         self,
@@ -110,24 +170,43 @@ class RunWriter:
         metrics: Mapping[str, float],
         *,
         step: int | None = None,
+        domains: Mapping[str, Sequence[Any]] | None = None,
     ) -> None:
-        """Returns nothing; writes the HParams experiment, session-start and session-end summaries.
+        """Returns nothing; writes the HParams experiment and session-start summaries.
 
         Values that are not bool/int/float/str are written as strings. ``metrics`` names the
         scalar tags the HParams dashboard shows; their values come from the scalars of the
         same tags in this run. With ``step`` given, ``metrics``' values are also written as
-        scalars at that step.
+        scalars at that step. ``domains`` gives the discrete values of some hparams (the
+        dashboard then filters them with checkboxes and sorts them by value); every run of an
+        experiment should pass the same domains. Without it, tensorboardX's summaries are used.
         """
         hp = {
             str(k): (v if isinstance(v, _HPARAM_TYPES) else str(v)) for k, v in hparams.items()
         }
         metric_dict = {str(k): (_finite(v) if _finite(v) is not None else 0.0)
                        for k, v in metrics.items()}  # fmt: skip
-        exp, ssi, sei = hparams_summary(hp, metric_dict)
-        fw = self._writer._get_file_writer()
-        fw.add_summary(exp)
-        fw.add_summary(ssi)
-        fw.add_summary(sei)
+        if domains is None:
+            exp, ssi, sei = hparams_summary(hp, metric_dict)
+            fw = self._writer._get_file_writer()
+            fw.add_summary(exp)
+            fw.add_summary(ssi)
+            fw.add_summary(sei)
+        else:
+            from tensorboard.plugins.hparams import summary_v2 as hp_v2
+
+            declared = []
+            for name, value in hp.items():
+                dom = domains.get(name)
+                if dom is not None:
+                    if value not in dom:
+                        raise ValueError(f"hparam {name}={value!r} is not in its domain {list(dom)}")
+                    declared.append(hp_v2.HParam(name, hp_v2.Discrete(sorted(dom))))
+                else:
+                    declared.append(hp_v2.HParam(name))
+            self._add_summary(hp_v2.hparams_config_pb(hparams=declared,
+                                                      metrics=[hp_v2.Metric(t) for t in metric_dict]), None)
+            self._add_summary(hp_v2.hparams_pb(hp, trial_id=self.logdir.name), None)
         if step is not None:
             self.scalars(step, metrics)
 
@@ -150,17 +229,39 @@ class RunWriter:
         self.close()
 
 
+def png_size(png: bytes) -> tuple[int, int]:
+    """Returns ``(width, height)`` from a PNG's IHDR chunk.
+
+    Raises:
+      ValueError: ``png`` is not a PNG.
+    """
+    if len(png) < 24 or png[:8] != b"\x89PNG\r\n\x1a\n" or png[12:16] != b"IHDR":
+        raise ValueError("not a PNG image")
+    return int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+
+
+def multiline_charts(title: str, tags: Sequence[str], *, per_chart: int = MAX_LINES) -> dict[str, list]:
+    """Returns ``{chart title: ["Multiline", tags]}`` with at most ``per_chart`` tags a chart.
+
+    One chart when the tags fit; otherwise ``"<title> (1 of n)"``, ``"(2 of n)"``... in order.
+    """
+    tags = list(tags)
+    parts = [tags[i:i + per_chart] for i in range(0, len(tags), per_chart)] or [[]]
+    if len(parts) == 1:
+        return {title: ["Multiline", parts[0]]}
+    return {f"{title} ({i} of {len(parts)})": ["Multiline", p] for i, p in enumerate(parts, 1)}
+
+
 def regret_layout(num_goals: int) -> dict:
-    """Returns a custom-scalars layout with every goal's avg regret (and advantage) on one chart."""
+    """Returns a custom-scalars layout of one run's per-goal regret and advantage.
+
+    At most :data:`MAX_LINES` goals a chart; averages only (``regret/sum`` grows with the
+    episode count and would flatten them; it keeps its own card in the Scalars tab).
+    """
     goals = range(int(num_goals))
     return {
-        "regret": {
-            "avg regret per goal": ["Multiline", [f"regret/goal_{g}/avg" for g in goals]],
-            "avg and sum regret": ["Multiline", ["regret/avg", "regret/sum"]],
-        },
-        "advantage": {
-            "avg advantage per goal": ["Multiline", [f"advantage/goal_{g}/avg" for g in goals]],
-        },
+        "regret": multiline_charts("avg regret per goal", [f"regret/goal_{g}/avg" for g in goals]),
+        "advantage": multiline_charts("avg advantage per goal", [f"advantage/goal_{g}/avg" for g in goals]),
     }
 
 
@@ -171,12 +272,15 @@ def write_regret_summaries(
     adv_agg: regret_lib.GoalAggregate | None = None,
     per_episode_regret: np.ndarray | None = None,
     goal_ids: np.ndarray | None = None,
+    *,
+    min_histogram_samples: int = MIN_HISTOGRAM_SAMPLES,
 ) -> dict[str, float]:
     """Returns the scalars written at ``step`` for one run's per-goal regret aggregates.
 
     Tags: ``regret/avg``, ``regret/sum``, ``regret/goal_{g}/avg``, ``advantage/avg``,
     ``advantage/goal_{g}/avg``, and, given ``per_episode_regret [N]`` with ``goal_ids [N]``,
-    histograms ``regret/goal_{g}``. Goals without episodes get no scalar (never NaN).
+    histograms ``regret/goal_{g}`` of the goals with at least ``min_histogram_samples``
+    episodes. Goals without episodes get no scalar (never NaN).
     """
     count = np.asarray(agg.count)
     mean = np.asarray(agg.mean, np.float64)
@@ -211,7 +315,8 @@ def write_regret_summaries(
         uniq, first = np.unique(gid[order], return_index=True)
         bounds = [*first.tolist(), order.shape[0]]
         for g, a, b in zip(uniq.tolist(), bounds[:-1], bounds[1:], strict=True):
-            writer.histogram(f"regret/goal_{g}", reg[order[a:b]], step)
+            if b - a >= min_histogram_samples:
+                writer.histogram(f"regret/goal_{g}", reg[order[a:b]], step)
     return values
 
 
@@ -225,7 +330,7 @@ _KEEP_ALL = {kind: 0 for kind in ea.DEFAULT_SIZE_GUIDANCE}
 class TensorBoardReader:
     """Reads every run (a directory holding event files) under ``root``.
 
-    Runs are named by their path relative to ``root`` (``h64-b10000-s0``, ``capacity``, or
+    Runs are named by their path relative to ``root`` (``h64-b10000-s0``, ``_controller``, or
     ``.`` for ``root`` itself). Call :meth:`reload` to pick up new runs and new events.
     """
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,8 +31,9 @@ from augnes_jax.checkpoint import SweepCheckpointer
 from augnes_jax.config import to_dict, to_yaml
 from augnes_jax.executor import Executor
 from augnes_jax.judgments import read_judgments
+from augnes_jax.meta import DIVERGED_TAG, NUM_PARAMS_TAG
 from augnes_jax.stats import build_strategy_stats, write_strategy_stats
-from augnes_jax.summaries import RunWriter, regret_layout, write_regret_summaries
+from augnes_jax.summaries import RunWriter, multiline_charts, write_regret_summaries
 from augnes_jax.sweep import host_copy
 from augnes_jax.variants import Variant, variant_name, variant_num_params
 from augnes_jax.world_model_stats import WorldModelStats
@@ -40,6 +42,64 @@ if TYPE_CHECKING:
     from augnes_jax.sweep import Sweep
 
 log = logging.getLogger("augnes_jax.sweep")
+
+# TensorBoard runs besides the variants' ``h{H}-b{B}-s{S}``; the leading underscore sorts them
+# apart in every run selector (and the controller's variant pattern never matches them).
+CONTROLLER_RUN = "_controller"
+CAPACITY_RUN = "_capacity"
+# the dashboard figures shown in TensorBoard's Images tab every epoch
+TB_FIGURES = ("regret_vs_hidden_dim.png", "regret_vs_buffer_size.png", "goal_regret_heatmap.png")
+
+
+def capacity_run(epoch: int) -> str:
+    """Returns the TensorBoard run that holds the capacity curve decided on at ``epoch``."""
+    return f"{CAPACITY_RUN}/epoch_{int(epoch):04d}"
+
+
+def sweep_layout(hidden_dims: list[int], buffer_sizes: list[int]) -> dict:
+    """Returns the sweep's custom-scalars layout: one chart per question, few lines per chart.
+
+    Tags are anchored regular expressions, so ``h4`` never matches ``h40``.
+    """
+    hs, bs = sorted(hidden_dims), sorted(buffer_sizes)
+    capacity: dict[str, list] = {}
+    for b in bs:
+        capacity[f"avg regret vs hidden_dim (x), buffer_size {b}"] = [
+            "Multiline", [f"^capacity/avg_regret_vs_hidden_dim/buffer_size_{b}$"]]
+    for h in hs if len(bs) > 1 else ():
+        capacity[f"avg regret vs buffer_size (x), hidden_dim {h}"] = [
+            "Multiline", [f"^capacity/avg_regret_vs_buffer_size/hidden_dim_{h}$"]]
+    by_epoch: dict[str, list] = {}
+    mse_by_epoch: dict[str, list] = {}
+    for b in bs:
+        by_epoch.update(multiline_charts(f"avg regret by epoch, buffer_size {b}",
+                                         [f"^by_capacity/avg_regret/h{h}-b{b}$" for h in hs]))
+        mse_by_epoch.update(multiline_charts(f"val_mse by epoch, buffer_size {b}",
+                                             [f"^by_capacity/val_mse/h{h}-b{b}$" for h in hs]))
+    return {
+        "which capacity (x = capacity, one run per epoch)": capacity,
+        "decision by epoch": {
+            "recommended hidden_dim": ["Multiline", ["^decision/recommended_hidden_dim$"]],
+            "recommended buffer_size": ["Multiline", ["^decision/recommended_buffer_size$"]],
+            "expand (1) or keep (0)": ["Multiline", ["^decision/expand$"]],
+        },
+        "regret by epoch (mean over seeds)": by_epoch,
+        "world model by epoch (mean over seeds)": mse_by_epoch,
+    }
+
+
+def decision_text(decision: Any) -> str:
+    """Returns the decision as a short markdown paragraph with rounded numbers."""
+    rec = decision.recommended
+    head = (f"**{decision.decision}**: recommended hidden_dim {rec.get('hidden_dim')}, "
+            f"buffer_size {rec.get('buffer_size')}")
+    if decision.suggested_next:
+        head += (f"; next to try hidden_dim {decision.suggested_next['hidden_dim']}, "
+                 f"buffer_size {decision.suggested_next['buffer_size']}")
+    caps = "; ".join(f"h{c['hidden_dim']}-b{c['buffer_size']}: {c['avg_regret']:.3g}" for c in decision.capacities)
+    steps = decision.evidence.get("steps", [])
+    return (f"{head}.  \nAvg regret over epochs {steps} (mean over seeds): {caps or 'none yet'}.  \n"
+            f"Why: {decision.reason}")
 
 
 def _finite(x) -> float | None:
@@ -60,6 +120,8 @@ class SweepWriter:
         self.tb_root = self.run_dir / "tb"
         self.writers: dict[str, RunWriter] = {}
         self.ledger: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        # every episode's (goal ids, regret) so far per variant: the per-goal histograms
+        self.episodes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.collection: dict[str, list[list[float]]] = {}
         # the epoch at which each diverged variant was first flagged (kept across a resume)
         self.diverged_at: dict[str, int] = {}
@@ -262,6 +324,7 @@ class SweepWriter:
         for event in self.sweep.growth:
             growth_at.setdefault(int(event["epoch"]), []).append(event)
         self.ledger = {}
+        self.episodes = {}
         for epoch in sorted(set(by_epoch) | set(growth_at)):
             for name, recs in by_epoch.get(epoch, {}).items():
                 recs.sort(key=lambda r: int(r["episode"]))
@@ -270,8 +333,12 @@ class SweepWriter:
                 counts, sums = self.ledger.get(name, (np.zeros(g), np.zeros(g)))
                 self.ledger[name] = (counts + np.bincount(goals, minlength=g),
                                      sums + np.bincount(goals, weights=reg, minlength=g))
+                seen_g, seen_r = self.episodes.get(name, (np.zeros(0, np.int64), np.zeros(0)))
+                self.episodes[name] = (np.concatenate([seen_g, goals]), np.concatenate([seen_r, reg]))
             for event in growth_at.get(epoch, []):
                 self.ledger[event["to"]] = self.ledger.get(event["from"], (np.zeros(g), np.zeros(g)))
+                if event["from"] in self.episodes:
+                    self.episodes[event["to"]] = self.episodes[event["from"]]
 
     def restore_device_state(self, step: int) -> None:
         """Loads every bucket's model and buffer state saved at ``step``.
@@ -341,31 +408,82 @@ class SweepWriter:
 
     # ------------------------------------------------------------------ TensorBoard
     def open_writers(self) -> None:
-        """Opens the TensorBoard run of every variant (and the capacity run) not yet open."""
-        num_goals = len(self.sweep.goal_ids)
+        """Opens the TensorBoard run of every variant (and the controller's run) not yet open.
+
+        Variant runs carry the HParams session of their variant, with the same discrete domains
+        in every run (every width the variants can grow to, every buffer size and seed). The
+        ``_controller`` run carries the custom-scalars layout of the whole sweep.
+        """
         for v in self.sweep.variants:
             self._params = getattr(self, "_params", {})
             self._params[v.name] = variant_num_params(v, self.sweep.obs_dim, self.sweep.act_dim,
                                                       self.cfg.world_model.num_layers)
-            if v.name in self.writers or not self.primary:
+        if not self.primary:
+            return
+        if getattr(self, "_hp_domains", None) is None:
+            widths = {v.hidden_dim for v in self.sweep.variants}
+            if self.cfg.variants.capacity_mode == "auto":  # every width a variant can grow to
+                for v in self.sweep.variants:
+                    h = v.hidden_dim
+                    while h <= v.max_width:
+                        widths.add(h)
+                        h *= 2
+            self._hp_domains = {"hidden_dim": sorted(widths),
+                                "buffer_size": sorted({v.buffer_size for v in self.sweep.variants}),
+                                "seed": sorted({v.seed for v in self.sweep.variants})}
+        for v in self.sweep.variants:
+            if v.name in self.writers:
                 continue
             w = RunWriter(self.tb_root / v.name, purge_step=self._purge_step)
             w.hparams({"hidden_dim": v.hidden_dim, "buffer_size": v.buffer_size, "seed": v.seed},
-                      {"regret/avg": 0.0, "advantage/avg": 0.0, "world_model/val_mse": 0.0})
-            layout = regret_layout(num_goals)
-            w.custom_scalars(layout)
+                      {"regret/avg": 0.0, "advantage/avg": 0.0, "world_model/val_mse": 0.0},
+                      domains=self._hp_domains)
             self.writers[v.name] = w
-        if "capacity" not in self.writers and self.primary:
-            w = RunWriter(self.tb_root / "capacity")
-            bs = sorted(set(self.cfg.variants.buffer_sizes))
-            w.custom_scalars({
-                "capacity": {
-                    "avg_regret vs hidden_dim": ["Multiline", [f"capacity/avg_regret/b{b}" for b in bs]],
-                    "avg_advantage vs hidden_dim": ["Multiline", [f"capacity/avg_advantage/b{b}" for b in bs]],
-                    "val_mse vs hidden_dim": ["Multiline", [f"capacity/val_mse/b{b}" for b in bs]],
-                }
-            })
-            self.writers["capacity"] = w
+        if CONTROLLER_RUN not in self.writers:
+            w = RunWriter(self.tb_root / CONTROLLER_RUN, purge_step=self._purge_step)
+            w.custom_scalars(sweep_layout(self._hp_domains["hidden_dim"], self._hp_domains["buffer_size"]))
+            self.writers[CONTROLLER_RUN] = w
+
+    def _write_capacity_tb(self, epoch: int, decision: Any) -> None:
+        """Writes the controller's answer of ``epoch``: its capacity curve, decision and figures.
+
+        The curve goes into its own run ``_capacity/epoch_NNNN`` (step = the capacity on the
+        axis), so no step repeats in any run; its values are ``decision.json``'s per-capacity
+        averages. An earlier attempt at the same epoch (a resumed run) is replaced.
+        """
+        caps = list(decision.capacities)
+        run = self.tb_root / capacity_run(epoch)
+        if run.exists():
+            shutil.rmtree(run)
+        with RunWriter(run) as cap:
+            # against hidden_dim, one line per buffer_size (with advantage and model error) ...
+            for c in caps:
+                line = f"buffer_size_{c['buffer_size']}"
+                cap.scalars(int(c["hidden_dim"]), {
+                    f"capacity/avg_regret_vs_hidden_dim/{line}": c["avg_regret"],
+                    f"capacity/avg_advantage_vs_hidden_dim/{line}": c["avg_advantage"],
+                    f"capacity/val_mse_vs_hidden_dim/{line}": c["val_mse"],
+                })
+            # ... and against buffer_size, one line per hidden_dim tested at two or more buffer sizes
+            for c in caps:
+                if sum(o["hidden_dim"] == c["hidden_dim"] for o in caps) > 1:
+                    cap.scalars(int(c["buffer_size"]), {
+                        f"capacity/avg_regret_vs_buffer_size/hidden_dim_{c['hidden_dim']}": c["avg_regret"]})
+        ctl = self.writers.get(CONTROLLER_RUN)
+        if ctl is None:
+            return
+        rec = decision.recommended
+        ctl.scalars(epoch, {"decision/recommended_hidden_dim": rec.get("hidden_dim"),
+                            "decision/recommended_buffer_size": rec.get("buffer_size"),
+                            "decision/expand": 1.0 if decision.decision == "expand" else 0.0})
+        ctl.text("decision", decision_text(decision), epoch)
+        from augnes_jax import dashboard
+
+        figs = dashboard.figures(self.run_dir, controller=self.controller, names=TB_FIGURES)
+        for name, fig in figs.items():
+            ctl.figure(f"dashboard/{name.removesuffix('.png')}", fig, epoch, pil_kwargs={"compress_level": 1})
+        with _naming(ctl.logdir):
+            ctl.flush()
 
     # ------------------------------------------------------------------ one epoch
     def write_epoch(self, epoch: int, result: dict[str, Any], *, t_compute: float) -> None:
@@ -426,36 +544,38 @@ class SweepWriter:
         for name, pv in per_variant.items():
             w = self.writers.get(name)
             if w is not None:
-                w.scalars(epoch, {"capacity/num_params": float(self._params[name]),
-                                  "world_model/diverged": float(pv["diverged"])})
+                w.changed(epoch, {NUM_PARAMS_TAG: float(self._params[name]), DIVERGED_TAG: float(pv["diverged"])})
                 w.scalars(epoch, {f"collection/goal_{g}/share": float(s)
                                   for g, s in zip(sweep.goal_ids, pv["share"], strict=True)})
-                self.wm_stats.write_tb(w.writer, name, epoch, pv["metrics"])
+                self.wm_stats.write_tb(w, name, epoch, pv["metrics"])
             if pv["diverged"]:
                 continue
             reg = optimal - pv["returns"]
             adv = pv["returns"] - baseline
+            seen_g, seen_r = self.episodes.get(name, (np.zeros(0, np.int64), np.zeros(0)))
+            self.episodes[name] = (np.concatenate([seen_g, goals]), np.concatenate([seen_r, reg]))
             if w is not None:
                 agg = regret.aggregate(jnp.asarray(reg, jnp.float32), jnp.asarray(goals, jnp.int32), sweep.num_goals)
                 adv_agg = regret.aggregate(jnp.asarray(adv, jnp.float32), jnp.asarray(goals, jnp.int32), sweep.num_goals)
-                write_regret_summaries(w, epoch, agg, adv_agg, per_episode_regret=reg, goal_ids=goals)
+                # histograms of every episode so far, per goal, once a goal has enough of them
+                write_regret_summaries(w, epoch, agg, adv_agg, per_episode_regret=self.episodes[name][1],
+                                       goal_ids=self.episodes[name][0])
             counts_l, sums_l = self.ledger.get(name, (np.zeros(sweep.num_goals), np.zeros(sweep.num_goals)))
             self.ledger[name] = (counts_l + np.bincount(goals, minlength=sweep.num_goals),
                                  sums_l + np.bincount(goals, weights=reg, minlength=sweep.num_goals))
             pv["avg_regret"] = float(reg.mean())
             pv["avg_advantage"] = float(adv.mean())
 
-        # TensorBoard, capacity run: step = hidden_dim, mean over seeds
+        # TensorBoard, controller run: this epoch's means over seeds, one line per capacity
         groups: dict[tuple[int, int], list[dict]] = {}
         for pv in per_variant.values():
             if not pv["diverged"]:
                 groups.setdefault((pv["variant"].hidden_dim, pv["variant"].buffer_size), []).append(pv)
-        cap = self.writers.get("capacity")
-        for (h, b), items in sorted(groups.items()) if cap is not None else ():
-            cap.scalars(h, {
-                f"capacity/avg_regret/b{b}": float(np.mean([p["avg_regret"] for p in items])),
-                f"capacity/avg_advantage/b{b}": float(np.mean([p["avg_advantage"] for p in items])),
-                f"capacity/val_mse/b{b}": float(np.mean([p["metrics"]["val_mse"] for p in items])),
+        ctl = self.writers.get(CONTROLLER_RUN)
+        for (h, b), items in sorted(groups.items()) if ctl is not None else ():
+            ctl.scalars(epoch, {
+                f"by_capacity/avg_regret/h{h}-b{b}": float(np.mean([p["avg_regret"] for p in items])),
+                f"by_capacity/val_mse/h{h}-b{b}": float(np.mean([p["metrics"]["val_mse"] for p in items])),
             })
         for w in self.writers.values():
             with _naming(w.logdir):
@@ -547,6 +667,10 @@ class SweepWriter:
         except Exception as e:  # noqa: BLE001 - the controller must never stop the sweep
             log.warning("MetaJudgmentController failed at epoch %d: %s", epoch, e)
             return False
+        try:
+            self._write_capacity_tb(epoch, decision)
+        except Exception as e:  # noqa: BLE001 - nor may showing its answer decide what it does
+            log.warning("TensorBoard summaries of the decision at epoch %d failed: %s", epoch, e)
         if self.cfg.variants.capacity_mode != "auto":
             return False
         if decision.decision == "expand":
@@ -572,6 +696,8 @@ class SweepWriter:
                 sweep.growth.append({"epoch": epoch, "from": v.name, "to": nv.name,
                                      "hidden_dim": [v.hidden_dim, int(h)]})
                 self.ledger[nv.name] = self.ledger.get(v.name, (np.zeros(sweep.num_goals), np.zeros(sweep.num_goals)))
+                if v.name in self.episodes:
+                    self.episodes[nv.name] = self.episodes[v.name]
                 self.collection[nv.name] = list(self.collection.get(v.name, []))
                 if v.name in sweep.diverged:  # a diverged variant stays excluded under its new name
                     sweep.diverged.add(nv.name)

@@ -230,13 +230,16 @@ class WorldModelStats:
         epoch: int,
         metrics: Mapping[str, Any] | None = None,
     ) -> int:
-        """Returns the number of scalars written under ``world_model/*`` at step `epoch`.
+        """Returns the number of scalars written under ``world_model/*`` and ``health/*`` at `epoch`.
 
         `writer` is the variant's own writer (``tb/<variant>/``): a tensorboardX
         ``SummaryWriter`` (anything with ``add_scalar(tag, value, step)``) or an object with
-        ``scalars(step, {tag: value})``. With ``metrics=None`` the recorded entry of
-        (`variant`, `epoch`) is written. Null and non-finite values are skipped, so readers
-        never see NaN; a diverging model shows in ``world_model/nonfinite_updates``.
+        ``scalars(step, {tag: value})``; the health counters ``health/nonfinite_updates`` and
+        ``health/samples_seen`` go through its ``changed(step, {tag: value})`` when it has one
+        (a point only when the counter changes, see :meth:`augnes_jax.summaries.RunWriter.changed`).
+        With ``metrics=None`` the recorded entry of (`variant`, `epoch`) is written. Null and
+        non-finite values are skipped, so readers never see NaN; a diverging model shows in
+        ``health/nonfinite_updates``.
         """
         if metrics is None:
             entries = [
@@ -255,14 +258,20 @@ class WorldModelStats:
             pairs += [(f"world_model/val_mse/dim_{i}", v) for i, v in enumerate(dims)]
         for k, v in (metrics.get("k_step_mse") or {}).items():
             pairs.append((f"world_model/k{int(k)}_mse", v))
-        pairs += [
-            ("world_model/nonfinite_updates", metrics.get("nonfinite_updates")),
-            ("world_model/samples_seen", metrics.get("samples_seen")),
+        health_pairs = [
+            ("health/nonfinite_updates", metrics.get("nonfinite_updates")),
+            ("health/samples_seen", metrics.get("samples_seen")),
         ]
         values = {tag: f for tag, v in pairs if (f := _float(v)) is not None}
+        health = {tag: f for tag, v in health_pairs if (f := _float(v)) is not None}
+        if hasattr(writer, "changed"):
+            written = writer.changed(int(epoch), health)
+        else:
+            values.update(health)
+            written = 0
         if hasattr(writer, "add_scalar"):
             for tag, value in values.items():
                 writer.add_scalar(tag, value, int(epoch))
         else:
             writer.scalars(int(epoch), values)
-        return len(values)
+        return len(values) + written

@@ -2,7 +2,7 @@
 
 The layout follows the run-directory contract that the sweep writes and the
 MetaJudgmentController reads: one run per variant under ``RUN/tb/h{H}-b{B}-s{S}/`` whose scalars
-use step = epoch, and ``RUN/tb/capacity/`` whose step is the hidden width. Every value written is
+use step = epoch, and one ``RUN/tb/_capacity/epoch_NNNN/`` per epoch whose step is the hidden width. Every value written is
 also kept in memory (``SyntheticRun.cells``) so tests can recompute the expected evidence with
 NumPy in float64.
 """
@@ -124,18 +124,18 @@ class SyntheticRun:
                     w.add_scalar("regret/sum", avg * self.num_goals, e)
                     w.add_scalar("advantage/avg", 1.0 - avg, e)
                     w.add_scalar("world_model/val_mse", 1.0 / h + 0.001 * e, e)
-                    w.add_scalar("world_model/diverged", 1.0 if name in self.diverged else 0.0, e)
-                    w.add_scalar("capacity/num_params", mlp_num_params(h), e)
+                    w.add_scalar("health/diverged", 1.0 if name in self.diverged else 0.0, e)
+                    w.add_scalar("model/num_params", mlp_num_params(h), e)
                     sync_flush(w)
         if self.write_capacity:
-            w = self._writer("capacity")
+            w = self._writer(f"_capacity/epoch_{e:04d}")
             for b in self.buffer_sizes:
                 for h in self.hidden_dims:
                     names = [variant_name(h, b, s) for s in self.seeds]
                     avg = float(np.mean([self.regret_avg[n][e] for n in names]))
-                    w.add_scalar(f"capacity/avg_regret/b{b}", avg, h)
-                    w.add_scalar(f"capacity/avg_advantage/b{b}", 1.0 - avg, h)
-                    w.add_scalar(f"capacity/val_mse/b{b}", 1.0 / h, h)
+                    w.add_scalar(f"capacity/avg_regret_vs_hidden_dim/buffer_size_{b}", avg, h)
+                    w.add_scalar(f"capacity/avg_advantage_vs_hidden_dim/buffer_size_{b}", 1.0 - avg, h)
+                    w.add_scalar(f"capacity/val_mse_vs_hidden_dim/buffer_size_{b}", 1.0 / h, h)
             sync_flush(w)
         self.epochs_written += 1
         return e

@@ -12,7 +12,7 @@ import pytest
 from synthetic_runs import build_run
 
 from augnes_jax import alerts
-from augnes_jax.alerts import Alerter, Webhook, read_alerts
+from augnes_jax.alerts import Alerter, Webhook, alert_sentence, read_alerts
 from augnes_jax.meta import MetaJudgmentController
 
 EPS = 0.05
@@ -114,12 +114,13 @@ def test_alert_goes_to_jsonl_tensorboard_and_log(tmp_path, caplog):
 
     from tensorboard.backend.event_processing import event_accumulator as ea
 
-    acc = ea.EventAccumulator(str(tmp_path / "tb" / "meta"), size_guidance={ea.TENSORS: 0})
+    acc = ea.EventAccumulator(str(tmp_path / "tb" / "_controller"), size_guidance={ea.TENSORS: 0})
     acc.Reload()
-    (tag,) = [t for t in acc.Tags()["tensors"] if t.startswith("alerts/meta")]
-    (event,) = acc.Tensors(tag)
+    assert acc.Tags()["tensors"] == ["alerts"]
+    (event,) = acc.Tensors("alerts")
     text = event.tensor_proto.string_val[0].decode()
-    assert '"marginal_gain_below_epsilon"' in text and "**from**: 8" in text and "**to**: 16" in text
+    assert text == alert_sentence(a)
+    assert text.startswith("Going from hidden_dim 8 to 16 (") and "Decision: keep." in text
     assert event.step == ctrl.decision.epoch  # on disk without closing anything
     ctrl.close()
 

@@ -386,7 +386,7 @@ def test_write_decision_json_history_and_growth(tmp_path):
     assert [h["decision"] for h in doc["history"]] == ["keep", "expand"]
     assert [h["epoch"] for h in doc["history"]] == [1, 3]
     assert doc["growth"] == growth
-    assert doc["evidence"]["tags"] == sorted(doc["evidence"]["tags"][:-1]) + ["capacity/num_params"]
+    assert doc["evidence"]["tags"] == sorted(doc["evidence"]["tags"][:-1]) + ["model/num_params"]
     assert "regret/avg" in doc["evidence"]["tags"] and "regret/goal_0/avg" in doc["evidence"]["tags"]
     assert doc["evidence"]["steps"] == [2, 3]
     g = doc["gains"][0]

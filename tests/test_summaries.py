@@ -92,7 +92,7 @@ def test_hparams_go_into_the_same_directory_and_read_back(tmp_path):
         "widths": "(8, 16)",
     }  # fmt: skip
     assert reader.scalars("h8-b100-s1", "regret/avg")[1].tolist() == [0.25]
-    assert reader.texts("h8-b100-s1", "notes/text_summary") == [(0, "capacity 8")]
+    assert reader.texts("h8-b100-s1", "notes") == [(0, "capacity 8")]
 
 
 def test_runs_are_discovered_on_reload(tmp_path):
@@ -118,7 +118,7 @@ def test_regret_summaries_tags_values_histograms_and_layout(tmp_path):
     adv_agg = regret.aggregate(jnp.asarray(adv), jnp.asarray(goals), G)
     with RunWriter(tmp_path / "v") as w:
         w.custom_scalars(regret_layout(G))
-        written = write_regret_summaries(w, 7, agg, adv_agg, reg, goals)
+        written = write_regret_summaries(w, 7, agg, adv_agg, reg, goals, min_histogram_samples=2)
     # by hand: goal 0 -> 1.5, goal 2 -> 4.0, goal 3 -> 0.5; all 11.5 / 5
     assert written == pytest.approx({
         "regret/avg": 2.3, "regret/sum": 11.5, "regret/goal_0/avg": 1.5,
@@ -131,7 +131,8 @@ def test_regret_summaries_tags_values_histograms_and_layout(tmp_path):
         steps, values, _ = reader.scalars("v", tag)
         assert steps.tolist() == [7] and values[0] == f32(value)
     acc = ea.EventAccumulator(str(tmp_path / "v"), size_guidance={ea.HISTOGRAMS: 0}).Reload()
-    assert sorted(acc.Tags()[ea.HISTOGRAMS]) == ["regret/goal_0", "regret/goal_2", "regret/goal_3"]
+    # goal 3 has one episode, fewer than min_histogram_samples: no histogram
+    assert sorted(acc.Tags()[ea.HISTOGRAMS]) == ["regret/goal_0", "regret/goal_2"]
     (h2,) = acc.Histograms("regret/goal_2")
     assert (h2.step, h2.histogram_value.num, h2.histogram_value.sum) == (7, 2, 8.0)
     assert (h2.histogram_value.min, h2.histogram_value.max) == (3.0, 5.0)

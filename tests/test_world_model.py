@@ -489,8 +489,8 @@ def test_stats_tensorboard_tags():
     assert tags["world_model/val_mse/dim_0"][0] == pytest.approx(0.1)
     assert "world_model/val_mse/dim_1" not in tags
     assert tags["world_model/k5_mse"][0] == pytest.approx(0.3)
-    assert tags["world_model/nonfinite_updates"][0] == 2.0
-    assert tags["world_model/samples_seen"][0] == 7680.0
+    assert tags["health/nonfinite_updates"][0] == 2.0
+    assert tags["health/samples_seen"][0] == 7680.0
     assert tags["world_model/train_loss"][0] == 0.5
 
     class BatchWriter:  # the project's RunWriter style: scalars(step, {tag: value})
