@@ -35,13 +35,8 @@ def to_jsonable(obj: Any) -> Any:
         if arr.ndim == 0:
             return to_jsonable(arr.item())
         return [to_jsonable(v) for v in arr.tolist()]
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        val = float(obj)
-        return val if math.isfinite(val) else None
-    if isinstance(obj, (np.bool_,)):
-        return bool(obj)
+    if isinstance(obj, float):  # numpy scalars arrive here as Python values, through .item()
+        return obj if math.isfinite(obj) else None
     return obj
 
 

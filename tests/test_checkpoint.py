@@ -317,3 +317,37 @@ def test_load_world_model_names_what_is_wrong_with_the_checkpoint(trained_run, t
 def test_a_directory_without_checkpoints_is_named(tmp_path):
     (tmp_path / "run").mkdir()
     _assert_one_line_error(tmp_path / "run", f"{tmp_path / 'run'}: no checkpoints directory")
+
+
+def _meta_file(step_dir: Path) -> Path:
+    return step_dir / ckpt.META_ITEM / "metadata"
+
+
+def test_checksums_that_are_not_numbers_are_named_not_trusted(tmp_path):
+    from tests.toy_checkpoint import write_toy_checkpoint
+
+    directory = write_toy_checkpoint(tmp_path / "run") / "checkpoints"
+    meta = json.loads(_meta_file(directory / "0").read_text())
+    assert sorted(meta["checksums"]) == ["normalizer", "opt_state", "params"]  # every array item
+    meta["checksums"]["params"] = [["x", 1, 2]]
+    _meta_file(directory / "0").write_text(json.dumps(meta))
+    with pytest.raises(ckpt.CheckpointError, match=r"params: its recorded checksums are unreadable$"):
+        ckpt.restore_checkpoint(directory, 0)
+
+
+def test_a_meta_item_that_is_not_an_object_and_an_empty_directory_are_named(tmp_path):
+    from tests.toy_checkpoint import write_toy_checkpoint
+
+    directory = write_toy_checkpoint(tmp_path / "run") / "checkpoints"
+    _meta_file(directory / "0").write_text("[1, 2]")
+    with pytest.raises(ckpt.CheckpointError, match=r"meta: expected a JSON object$"):
+        ckpt.restore_checkpoint(directory, 0)
+    with pytest.raises(ckpt.CheckpointError, match=r"no intact checkpoint in .*meta: expected a JSON object$"):
+        ckpt.restore_newest_intact(directory)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for restore in (ckpt.restore_checkpoint, ckpt.restore_newest_intact):
+        with pytest.raises(ckpt.CheckpointError, match=r"empty: no committed checkpoint$"):
+            restore(empty)
+    with pytest.raises(ckpt.CheckpointError, match=r"nowhere: no checkpoint directory$"):
+        ckpt.restore_newest_intact(tmp_path / "nowhere")

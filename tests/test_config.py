@@ -88,3 +88,20 @@ def test_compile_cache_key_in_yaml(tmp_path):
     assert cfg.compile_cache == str(tmp_path / "xla")
     assert config_from_dict(to_dict(cfg)) == cfg
     assert load_config(None).compile_cache == "auto"
+
+
+@pytest.mark.parametrize("overrides, key, problem", [
+    (["runs_dir=''"], "runs_dir", "must not be empty"),
+    (["devices=zero"], "devices", "must be 'auto' or a positive integer"),
+    (["variants.bucket_ratio=0"], "variants.bucket_ratio", "must be >= 1, got 0"),
+    (["variants.capacity_mode=auto", "variants.auto_start_hidden_dim=64", "variants.auto_max_hidden_dim=32"],
+     "variants.auto_max_hidden_dim", "must be >= variants.auto_start_hidden_dim"),
+    (["env.episode_length=10", "world_model.k_steps=[1,20]"], "world_model.k_steps", "20 exceeds env.episode_length 10"),
+    (["regret.min_goal_share=1.0"], "regret.min_goal_share", "must be in [0, 1), got 1.0"),
+    (["regret.ci_level=1.0"], "regret.ci_level", "must be in (0, 1), got 1.0"),
+    (["world_model.weight_decay=-0.1"], "world_model.weight_decay", "must be >= 0, got -0.1"),
+])
+def test_each_impossible_value_is_one_error_naming_its_key(overrides, key, problem):
+    with pytest.raises(ConfigError) as err:
+        load_config(None, overrides)
+    assert err.value.key == key and problem in str(err.value) and "\n" not in str(err.value)

@@ -90,3 +90,17 @@ def test_read_json_errors_name_the_file_and_line(tmp_path):
     bad.write_text('{\n  "a": 1,\n  oops\n}\n')
     with pytest.raises(ValueError, match=f"{bad}: invalid JSON at line 3"):
         files.read_json(bad)
+
+
+def test_to_jsonable_gives_plain_strict_json_values():
+    import math
+
+    import numpy as np
+
+    from augnes_jax.files import to_jsonable
+
+    value = {1: np.int64(7), "b": np.bool_(True), "f": np.float32(0.5), "nan": float("nan"),
+             "arr": np.array([[1, 2]], np.int32), "scalar": np.array(2.5), "t": (np.float64(math.inf),)}
+    assert to_jsonable(value) == {"1": 7, "b": True, "f": 0.5, "nan": None, "arr": [[1, 2]], "scalar": 2.5,
+                                  "t": [None]}
+    assert [type(x) for x in to_jsonable([np.int64(1), np.bool_(False)])] == [int, bool]
