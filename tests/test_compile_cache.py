@@ -93,7 +93,11 @@ def test_truncated_entries_are_recompiled_and_the_result_is_identical(cold, tmp_
     if fresh:  # cut short just now (maybe still being written): JAX's own read fails, it compiles
         assert READ_ERROR in res.stderr
     after = entries(cache)
-    for k in old:  # whole again (a fresh compilation: not always the same bytes)
+    # removed, then whole again where this run stored it (a fresh compilation: not always the same
+    # bytes); a program that now compiles under the cache's minimum time is not stored again
+    rewritten = [k for k in old if k in after]
+    assert rewritten
+    for k in rewritten:
         zlib.decompress(after[k])
     for k in fresh:
         assert after[k] == written[k][: len(written[k]) // 2]  # JAX never overwrites a key
