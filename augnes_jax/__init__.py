@@ -2,7 +2,7 @@
 
 The public API, re-exported explicitly. The pure core (environments, roll-outs, buffer, world
 model, planner, regret) is jittable and does no I/O; the shell (config, judgments, stats,
-summaries, checkpoint, executor, sweep, meta, dashboard, infer) runs jitted chunks and writes
+tensorboard_io, checkpoint, executor, sweep, meta, dashboard, infer) runs jitted chunks and writes
 between them.
 """
 
@@ -22,7 +22,7 @@ from augnes_jax.judgments import (
 from augnes_jax.planner import PlannerSettings, make_mpc_policy, plan, true_dynamics
 from augnes_jax.regret import GoalAggregate
 from augnes_jax.rollout import RolloutResult, Transitions, random_policy, rollout
-from augnes_jax.summaries import RunWriter, TensorBoardReader
+from augnes_jax.tensorboard_io import RunWriter, TensorBoardReader
 from augnes_jax.world_model import WorldModel, WorldModelState, make_world_model
 
 __version__ = "0.1.0"

@@ -235,7 +235,7 @@ class Alerter:
             raise files.ArtifactWriteError(e.errno, f"cannot write {self.path}: {e.strerror}") from e
 
     def _to_tensorboard(self, alerts: Iterable[Mapping[str, Any]], step: int | None) -> None:
-        from augnes_jax.summaries import RunWriter
+        from augnes_jax.tensorboard_io import RunWriter
 
         # A short-lived writer per batch, closed (so on disk) when this returns; one text per
         # batch, so a step never carries two texts under the tag.

@@ -1,7 +1,7 @@
 """MetaJudgmentController: reads a sweep's TensorBoard runs and decides "expand" or "keep".
 
 Evidence comes only from the run's TensorBoard event files (read incrementally through
-:class:`augnes_jax.summaries.TensorBoardReader`), never from JSON artifacts or in-memory sweep
+:class:`augnes_jax.tensorboard_io.TensorBoardReader`), never from JSON artifacts or in-memory sweep
 state, so the controller gives the same answer in the sweep's process, in ``--watch`` mode next
 to a live run, and after the fact.
 
@@ -75,7 +75,7 @@ _Z975 = 1.959963984540054
 
 
 class ScalarReader(Protocol):
-    """The reading interface of :class:`augnes_jax.summaries.TensorBoardReader`."""
+    """The reading interface of :class:`augnes_jax.tensorboard_io.TensorBoardReader`."""
 
     def reload(self) -> ScalarReader: ...
     def runs(self) -> list[str]: ...
@@ -664,7 +664,7 @@ def _ladder_str(ladder: Mapping[str, int]) -> str:
 
 
 def _default_reader(tb_root: Path) -> ScalarReader:
-    from augnes_jax.summaries import TensorBoardReader  # on first use: tensorboard loads slowly
+    from augnes_jax.tensorboard_io import TensorBoardReader  # on first use: tensorboard loads slowly
 
     return TensorBoardReader(str(tb_root))
 

@@ -342,7 +342,7 @@ def write_strategy_stats(path: str | os.PathLike, stats: Mapping[str, Any]) -> P
 
 def _write_tensorboard(judgments: Judgments, stats: dict, tb_dir: Path) -> list[str]:
     """Returns the TensorBoard runs written: one per experiment, one step per epoch."""
-    from augnes_jax import summaries
+    from augnes_jax import tensorboard_io
 
     G = int(stats["num_goals"])
     names = experiment_keys(judgments)
@@ -364,15 +364,15 @@ def _write_tensorboard(judgments: Judgments, stats: dict, tb_dir: Path) -> list[
         # names come from the log: ".", ".." (or nothing) would write beside or above tb_dir
         run_dir = tb_dir / (safe if safe.strip(".") else safe.replace(".", "_") or "_")
         info = stats["experiments"][e]
-        with summaries.RunWriter(run_dir) as w:
-            w.custom_scalars(summaries.regret_layout(G))
+        with tensorboard_io.RunWriter(run_dir) as w:
+            w.custom_scalars(tensorboard_io.regret_layout(G))
             for t in sorted(range(T), key=lambda t: epochs[t]):
                 c = e * T + t
                 if starts[c] == ends[c]:
                     continue
                 rows = order[starts[c] : ends[c]]
                 sl = slice(c * G, (c + 1) * G)
-                summaries.write_regret_summaries(
+                tensorboard_io.write_regret_summaries(
                     w,
                     int(epochs[t]),
                     jax.tree.map(lambda a, sl=sl: a[sl], reg),

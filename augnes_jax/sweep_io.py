@@ -33,7 +33,7 @@ from augnes_jax.executor import Executor
 from augnes_jax.judgments import read_judgments
 from augnes_jax.meta import DIVERGED_TAG, NUM_PARAMS_TAG
 from augnes_jax.stats import build_strategy_stats, write_strategy_stats
-from augnes_jax.summaries import RunWriter, multiline_charts, write_regret_summaries
+from augnes_jax.tensorboard_io import RunWriter, multiline_charts, write_regret_summaries
 from augnes_jax.sweep import host_copy
 from augnes_jax.variants import Variant, variant_name, variant_num_params
 from augnes_jax.world_model_stats import WorldModelStats

@@ -236,7 +236,7 @@ class WorldModelStats:
         ``SummaryWriter`` (anything with ``add_scalar(tag, value, step)``) or an object with
         ``scalars(step, {tag: value})``; the health counters ``health/nonfinite_updates`` and
         ``health/samples_seen`` go through its ``changed(step, {tag: value})`` when it has one
-        (a point only when the counter changes, see :meth:`augnes_jax.summaries.RunWriter.changed`).
+        (a point only when the counter changes, see :meth:`augnes_jax.tensorboard_io.RunWriter.changed`).
         With ``metrics=None`` the recorded entry of (`variant`, `epoch`) is written. Null and
         non-finite values are skipped, so readers never see NaN; a diverging model shows in
         ``health/nonfinite_updates``.

@@ -252,7 +252,7 @@ def _enospc_child(site: str, run_dir: str, overrides: list[str]) -> int:
 
     from augnes_jax import files, sweep, sweep_io
     from augnes_jax.judgments import JudgmentWriter
-    from augnes_jax.summaries import RunWriter
+    from augnes_jax.tensorboard_io import RunWriter
 
     state = {"epoch": 0, "inside": 0}
     write_epoch, fsync = sweep_io.SweepWriter.write_epoch, os.fsync

@@ -23,7 +23,7 @@ from augnes_jax import checkpoint as ckpt
 from augnes_jax import infer
 from augnes_jax.config import ConfigError, load_config
 from augnes_jax.meta import DIVERGED_TAG
-from augnes_jax.summaries import TensorBoardReader
+from augnes_jax.tensorboard_io import TensorBoardReader
 from augnes_jax.sweep import Sweep
 from augnes_jax.variants import VARIANT_RE, all_variants, build_buckets
 from tests.test_resume import (

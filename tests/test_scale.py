@@ -22,7 +22,7 @@ import pytest
 from augnes_jax.checkpoint import restore_checkpoint
 from augnes_jax.config import load_config
 from augnes_jax.judgments import read_judgments
-from augnes_jax.summaries import TensorBoardReader
+from augnes_jax.tensorboard_io import TensorBoardReader
 from augnes_jax.sweep import (
     Sweep,
     SweepError,

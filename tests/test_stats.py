@@ -11,7 +11,7 @@ import pytest
 
 from augnes_jax import stats
 from augnes_jax.judgments import JudgmentError, JudgmentWriter, make_judgments, read_judgments
-from augnes_jax.summaries import TensorBoardReader
+from augnes_jax.tensorboard_io import TensorBoardReader
 
 FIXTURE = Path(__file__).parent / "fixtures" / "judgments_small.jsonl"
 approx = lambda x: pytest.approx(x, rel=1e-5, abs=1e-6)  # noqa: E731

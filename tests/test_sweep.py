@@ -10,7 +10,7 @@ import yaml
 
 from augnes_jax.config import load_config
 from augnes_jax.judgments import read_judgments
-from augnes_jax.summaries import TensorBoardReader
+from augnes_jax.tensorboard_io import TensorBoardReader
 from augnes_jax.sweep import Sweep, goal_probabilities
 from tests.sweep_configs import TINY
 

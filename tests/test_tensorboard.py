@@ -29,7 +29,7 @@ from augnes_jax.alerts import alert_sentence
 from augnes_jax.config import load_config
 from augnes_jax.judgments import read_judgments
 from augnes_jax.meta import DIVERGED_TAG, NUM_PARAMS_TAG, MetaJudgmentController, read_variants
-from augnes_jax.summaries import (
+from augnes_jax.tensorboard_io import (
     MAX_LINES,
     RunWriter,
     TensorBoardReader,
