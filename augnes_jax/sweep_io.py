@@ -26,15 +26,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from augnes_jax import files, regret
+from augnes_jax import checkpoint_meta, files, regret
 from augnes_jax.checkpoint import SweepCheckpointer
 from augnes_jax.config import to_dict, to_yaml
 from augnes_jax.executor import Executor
 from augnes_jax.judgments import read_judgments
 from augnes_jax.meta import DIVERGED_TAG, NUM_PARAMS_TAG
 from augnes_jax.stats import build_strategy_stats, write_strategy_stats
-from augnes_jax.tensorboard_io import RunWriter, multiline_charts, write_regret_summaries
 from augnes_jax.sweep import host_copy
+from augnes_jax.tensorboard_io import RunWriter, multiline_charts, write_regret_summaries
 from augnes_jax.variants import Variant, variant_name, variant_num_params
 from augnes_jax.world_model_stats import WorldModelStats
 
@@ -380,17 +380,16 @@ class SweepWriter:
                                      f"{r.bucket.name}: shape {a.shape} != {b.shape}); only keys that keep "
                                      f"every array's shape may change")
             r.states, r.buffers = self.sweep._shard(jax.tree.unflatten(treedef, restored))
-        if meta.get("variants"):
-            by_name = {v["name"]: v for v in meta["variants"]}
-            self._apply_saved_variants(by_name)
+        saved = checkpoint_meta.saved_variants(meta)
+        if saved:
+            self._apply_saved_variants(saved)
 
-    def _apply_saved_variants(self, by_name: dict[str, dict]) -> None:
+    def _apply_saved_variants(self, saved: dict[tuple[str, int], dict]) -> None:
         """In auto mode the variants may have grown; adopt the widths the checkpoint recorded."""
         for b_index, r in enumerate(self.sweep.runs):
             new = []
             for v in r.bucket.variants:
-                # the position on the bucket's axis identifies a variant; width and name may have grown
-                match = next((m for m in by_name.values() if m["bucket"] == v.bucket and m["index"] == v.index), None)
+                match = saved.get((v.bucket, v.index))
                 if match is not None and match["hidden_dim"] != v.hidden_dim:
                     v = Variant(match["name"], match["hidden_dim"], v.buffer_size, v.seed, v.bucket, v.index, v.max_width)
                 new.append(v)
@@ -630,20 +629,17 @@ class SweepWriter:
             arrays["resume"][name] = {f"leaf_{i:04d}": leaf for i, leaf in enumerate(leaves)}
             masks = host_copy(r.states.mask)
             for i, v in enumerate(r.bucket.variants):
-                pv = per_variant.get(v.name, {})
-                val = pv.get("metrics", {}).get("val_mse")
-                variants_meta.append({
-                    "name": v.name, "hidden_dim": v.hidden_dim, "buffer_size": v.buffer_size, "seed": v.seed,
-                    "bucket": name, "index": i, "max_width": v.max_width, "mask": masks[i].tolist(),
-                    "val_mse": _finite(val) if val is not None and v.name not in sweep.diverged else None,
-                    "diverged": v.name in sweep.diverged,
-                })
-        vals = [m["val_mse"] for m in variants_meta if m["val_mse"] is not None]
-        meta = {"config": to_dict(self.cfg), "env": sweep.env.name, "obs_dim": sweep.obs_dim,
-                "act_dim": sweep.act_dim, "num_layers": self.cfg.world_model.num_layers,
-                "epoch": epoch, "variants": variants_meta}
+                val = per_variant.get(v.name, {}).get("metrics", {}).get("val_mse")
+                variants_meta.append(checkpoint_meta.variant_entry(
+                    name=v.name, hidden_dim=v.hidden_dim, buffer_size=v.buffer_size, seed=v.seed, bucket=name,
+                    index=i, max_width=v.max_width, mask=masks[i].tolist(), val_mse=val,
+                    diverged=v.name in sweep.diverged))
+        meta = checkpoint_meta.build_meta(config=to_dict(self.cfg), env=sweep.env.name, obs_dim=sweep.obs_dim,
+                                          act_dim=sweep.act_dim, num_layers=self.cfg.world_model.num_layers,
+                                          epoch=epoch, variants=variants_meta)
+        best = checkpoint_meta.best_val_mse(meta)
         self.checkpointer.save(epoch, arrays=arrays, meta=meta,
-                               metrics={"val_mse": min(vals)} if vals else None)
+                               metrics={"val_mse": best} if best is not None else None)
 
     def _consult_controller(self, epoch: int) -> None:
         expand = self._controller_decides_expand(epoch) if self.primary else False
