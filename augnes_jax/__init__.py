@@ -1,35 +1,58 @@
 """augnes_jax: per-goal regret, explicit world models and capacity sweeps for goal-conditioned agents.
 
-The public API, re-exported explicitly. The pure core (environments, roll-outs, buffer, world
-model, planner, regret) is jittable and does no I/O; the shell (config, judgments, stats,
-tensorboard_io, checkpoint, executor, sweep, meta, dashboard, infer) runs jitted chunks and writes
-between them.
+The public API. The pure core (environments, roll-outs, buffer, world model, planner, regret)
+is jittable and does no I/O; the shell (config, judgments, statistics, TensorBoard,
+checkpoints, executor, sweep, controller, dashboard, inference) runs jitted chunks and writes
+between them. See docs/ARCHITECTURE.md.
+
+Every name below is imported on first use, so ``import augnes_jax.world_model`` loads the core
+alone (no orbax, TensorBoard, omegaconf, matplotlib or rich), and a module that is also a
+command-line entry point (``python -m augnes_jax.<name>``) is not imported twice.
 """
 
-from augnes_jax import buffer, envs, regret
-from augnes_jax.alerts import Alerter
-from augnes_jax.checkpoint import CheckpointError, SweepCheckpointer, load_world_model
-from augnes_jax.config import Config, ConfigError, load_config
-from augnes_jax.envs import Environment, make
-from augnes_jax.executor import Executor
-from augnes_jax.judgments import (
-    JudgmentError,
-    Judgments,
-    JudgmentWriter,
-    make_judgments,
-    read_judgments,
-)
-from augnes_jax.planner import PlannerSettings, make_mpc_policy, plan, true_dynamics
-from augnes_jax.regret import GoalAggregate
-from augnes_jax.rollout import RolloutResult, Transitions, random_policy, rollout
-from augnes_jax.tensorboard_io import RunWriter, TensorBoardReader
-from augnes_jax.world_model import WorldModel, WorldModelState, make_world_model
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-# Modules that are also command-line entry points (python -m augnes_jax.<name>) are imported on
-# first use, so that running them as __main__ does not import them twice.
-_LAZY = {
+# public name -> (module, attribute); attribute None means the module itself
+_EXPORTS: dict[str, tuple[str, str | None]] = {
+    # core
+    "buffer": ("augnes_jax.buffer", None),
+    "envs": ("augnes_jax.envs", None),
+    "regret": ("augnes_jax.regret", None),
+    "Environment": ("augnes_jax.envs", "Environment"),
+    "make": ("augnes_jax.envs", "make"),
+    "GoalAggregate": ("augnes_jax.regret", "GoalAggregate"),
+    "PlannerSettings": ("augnes_jax.planner", "PlannerSettings"),
+    "make_mpc_policy": ("augnes_jax.planner", "make_mpc_policy"),
+    "plan": ("augnes_jax.planner", "plan"),
+    "true_dynamics": ("augnes_jax.planner", "true_dynamics"),
+    "RolloutResult": ("augnes_jax.rollout", "RolloutResult"),
+    "Transitions": ("augnes_jax.rollout", "Transitions"),
+    "random_policy": ("augnes_jax.rollout", "random_policy"),
+    "rollout": ("augnes_jax.rollout", "rollout"),
+    "WorldModel": ("augnes_jax.world_model", "WorldModel"),
+    "WorldModelState": ("augnes_jax.world_model", "WorldModelState"),
+    "make_world_model": ("augnes_jax.world_model", "make_world_model"),
+    # shell
+    "Alerter": ("augnes_jax.alerts", "Alerter"),
+    "CheckpointError": ("augnes_jax.checkpoint", "CheckpointError"),
+    "SweepCheckpointer": ("augnes_jax.checkpoint", "SweepCheckpointer"),
+    "load_world_model": ("augnes_jax.checkpoint", "load_world_model"),
+    "Config": ("augnes_jax.config", "Config"),
+    "ConfigError": ("augnes_jax.config", "ConfigError"),
+    "load_config": ("augnes_jax.config", "load_config"),
+    "Executor": ("augnes_jax.executor", "Executor"),
+    "JudgmentError": ("augnes_jax.judgments", "JudgmentError"),
+    "Judgments": ("augnes_jax.judgments", "Judgments"),
+    "JudgmentWriter": ("augnes_jax.judgments", "JudgmentWriter"),
+    "make_judgments": ("augnes_jax.judgments", "make_judgments"),
+    "read_judgments": ("augnes_jax.judgments", "read_judgments"),
+    "RunWriter": ("augnes_jax.tensorboard_io", "RunWriter"),
+    "TensorBoardReader": ("augnes_jax.tensorboard_io", "TensorBoardReader"),
     "Sweep": ("augnes_jax.sweep", "Sweep"),
     "build_strategy_stats": ("augnes_jax.stats", "build_strategy_stats"),
     "write_strategy_stats": ("augnes_jax.stats", "write_strategy_stats"),
@@ -38,53 +61,20 @@ _LAZY = {
     "render_dashboard": ("augnes_jax.dashboard", "render"),
 }
 
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        module, attr = _LAZY[name]
-        return getattr(importlib.import_module(module), attr)
-    raise AttributeError(f"module 'augnes_jax' has no attribute {name!r}")
+__all__ = sorted(_EXPORTS)
 
 
-__all__ = [
-    "Alerter",
-    "CheckpointError",
-    "Config",
-    "ConfigError",
-    "Decision",
-    "Environment",
-    "Executor",
-    "GoalAggregate",
-    "JudgmentError",
-    "JudgmentWriter",
-    "Judgments",
-    "MetaJudgmentController",
-    "PlannerSettings",
-    "RolloutResult",
-    "RunWriter",
-    "Sweep",
-    "SweepCheckpointer",
-    "TensorBoardReader",
-    "Transitions",
-    "WorldModel",
-    "WorldModelState",
-    "buffer",
-    "build_strategy_stats",
-    "envs",
-    "load_config",
-    "load_world_model",
-    "make",
-    "make_judgments",
-    "make_mpc_policy",
-    "make_world_model",
-    "plan",
-    "random_policy",
-    "read_judgments",
-    "regret",
-    "render_dashboard",
-    "rollout",
-    "true_dynamics",
-    "write_strategy_stats",
-]
+def __getattr__(name: str) -> Any:
+    try:
+        module, attr = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module 'augnes_jax' has no attribute {name!r}") from None
+    value = importlib.import_module(module)
+    if attr is not None:
+        value = getattr(value, attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

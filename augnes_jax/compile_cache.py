@@ -48,7 +48,7 @@ import os
 import time
 from pathlib import Path
 
-from augnes_jax.config import ConfigError
+from augnes_jax.errors import ConfigError
 
 __all__ = ["ENV_VAR", "MIN_COMPILE_TIME_S", "SETTLE_S", "CompileCacheError", "configure",
            "remove_damaged_entries", "resolve", "setting_problem"]

@@ -18,20 +18,11 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from augnes_jax.errors import UserError
+from augnes_jax.errors import ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
-
-
-class ConfigError(UserError, ValueError):
-    """A bad config value; ``str(err)`` is one line naming the key and the problem."""
-
-    def __init__(self, key: str, problem: str):
-        self.key = key
-        self.problem = problem
-        super().__init__(f"config error: {key}: {problem}" if key else f"config error: {problem}")
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,17 @@ catches them.
 
 from __future__ import annotations
 
-__all__ = ["UserError"]
+__all__ = ["ConfigError", "UserError"]
 
 
 class UserError(Exception):
     """An error in the user's input or environment, reported as one line with exit status 2."""
+
+
+class ConfigError(UserError, ValueError):
+    """A bad config value; ``str(err)`` is one line naming the key and the problem."""
+
+    def __init__(self, key: str, problem: str):
+        self.key = key
+        self.problem = problem
+        super().__init__(f"config error: {key}: {problem}" if key else f"config error: {problem}")
