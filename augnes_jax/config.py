@@ -29,9 +29,10 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 class EnvConfig:
     """Which environment, which of its goals, and how long an episode lasts."""
 
-    name: str = "reacher"
+    name: str = "reacher"  # a registered name, or an import path package.module:factory
     goals: tuple[int, ...] | None = None  # None: every goal of the environment
     episode_length: int = 50
+    kwargs: dict[str, Any] = field(default_factory=dict)  # passed to the environment's factory
 
 
 @dataclass(frozen=True)
@@ -297,9 +298,16 @@ def _unique_positive_list(key: str, values, *, allow_zero: bool = False) -> None
         raise ConfigError(key, f"duplicate entries {dup}")
 
 
+def check_goals(cfg: Config, num_goals: int) -> None:
+    """Raises :class:`ConfigError` if ``env.goals`` names a goal the environment does not have."""
+    bad = [g for g in cfg.env.goals or () if g >= num_goals]
+    if bad:
+        raise ConfigError("env.goals", f"goal ids {bad} out of range: {cfg.env.name} has {num_goals} goals")
+
+
 def validate(cfg: Config) -> Config:
     """Returns `cfg` unchanged if every value is possible; raises :class:`ConfigError` otherwise."""
-    from augnes_jax.envs import registered_envs  # local: keep config importable on its own
+    from augnes_jax.envs import registry  # local: keep config importable on its own
 
     if cfg.run_name is not None and not _NAME_RE.match(cfg.run_name):
         raise ConfigError("run_name", f"must be a plain name of letters, digits, '_', '-', '.', got {cfg.run_name!r}")
@@ -316,15 +324,15 @@ def validate(cfg: Config) -> Config:
     if problem:
         raise ConfigError("compile_cache", problem)
 
-    envs = registered_envs()
-    _choice("env.name", cfg.env.name, tuple(envs))
+    if not registry.is_known(cfg.env.name):
+        raise ConfigError("env.name", f"must be one of {', '.join(registry.known_names())} "
+                                      f"or an import path package.module:factory, got {cfg.env.name!r}")
     _positive("env.episode_length", cfg.env.episode_length)
     if cfg.env.goals is not None:
         _unique_positive_list("env.goals", cfg.env.goals, allow_zero=True)
-        num_goals = envs[cfg.env.name]
-        bad = [g for g in cfg.env.goals if g >= num_goals]
-        if bad:
-            raise ConfigError("env.goals", f"goal ids {bad} out of range: {cfg.env.name} has {num_goals} goals")
+    num_goals = registry.declared_num_goals(cfg.env.name, cfg.env.kwargs)
+    if num_goals is not None:
+        check_goals(cfg, num_goals)
 
     v = cfg.variants
     _unique_positive_list("variants.hidden_dims", v.hidden_dims)
