@@ -20,7 +20,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from augnes_jax.errors import ConfigError
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"  # package data: a wheel ships it too
 DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 
@@ -216,7 +216,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
       ConfigError: unknown key, wrong type or impossible value; the message names the key.
     """
     yaml_path = Path(path) if path is not None else DEFAULT_CONFIG
-    data = _load_yaml(yaml_path) if (path is not None or yaml_path.exists()) else {}
+    data = _load_yaml(yaml_path)
     cfg = _merge(data, _parse_overrides(list(overrides)))
     validate(cfg)
     return cfg
