@@ -7,7 +7,7 @@ it from records in memory, and :meth:`Judgments.to_polars` hands it to data tool
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -87,19 +87,26 @@ class Judgments:
             raise TypeError(
                 f"expected a list of judgment records (dicts), got {type(records).__name__}"
             )
-        rows, extra = [], []
-        for i, rec in enumerate(records):
-            try:
-                row, ext = check_record(dict(rec) if isinstance(rec, Mapping) else rec)
-            except ValueError as e:
-                raise JudgmentError(f"record {i}: {e}") from None
-            rows.append(row)
-            extra.append(ext or NO_EXTRA)
-        return cls.from_rows(rows, extra, path)
+
+        def checked() -> Iterator[tuple[tuple, dict]]:
+            for i, rec in enumerate(records):
+                try:
+                    yield check_record(dict(rec) if isinstance(rec, Mapping) else rec)
+                except ValueError as e:
+                    raise JudgmentError(f"record {i}: {e}") from None
+
+        return cls.from_checked(checked(), path)
 
     @classmethod
-    def from_rows(cls, rows: list[tuple], extra: list, path: str = "") -> Judgments:
-        """Returns the columns of rows given by :func:`check_record` and their extra fields."""
+    def from_checked(cls, checked: Iterable[tuple[tuple, dict]], path: str = "") -> Judgments:
+        """Returns the columns of ``(row, extra)`` pairs, each as :func:`check_record` returns it.
+
+        Rows without extra fields share one read-only empty mapping in ``extra``.
+        """
+        rows, extra = [], []
+        for row, ext in checked:
+            rows.append(row)
+            extra.append(ext or NO_EXTRA)
         ni, nf = len(INT_FIELDS), len(FLOAT_FIELDS)
         cols = list(zip(*rows, strict=True)) if rows else [()] * (ni + nf + len(STR_FIELDS))
         kw: dict[str, Any] = {}

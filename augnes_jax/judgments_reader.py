@@ -55,7 +55,13 @@ def _careful(lines: list[bytes], path: str, line0: int, raw_last: bool) -> Judgm
     precede ``lines`` in the file). ``raw_last``: the last line lacks its newline and was found
     to be JSON by json.loads on its bytes, which is how it is read again here.
     """
-    rows, extra = [], []
+    return Judgments.from_checked(_checked_lines(lines, path, line0, raw_last), path)
+
+
+def _checked_lines(
+    lines: list[bytes], path: str, line0: int, raw_last: bool
+) -> Iterator[tuple[tuple, dict]]:
+    """Yields :func:`check_record` of each non-blank line, or raises JudgmentError naming it."""
     last = len(lines) - 1
     for i, line in enumerate(lines):
         if not line.strip():
@@ -70,12 +76,9 @@ def _careful(lines: list[bytes], path: str, line0: int, raw_last: bool) -> Judgm
         except RecursionError:
             raise JudgmentError(f"{where}: invalid JSON: nested too deeply") from None
         try:
-            row, ext = check_record(rec)
+            yield check_record(rec)
         except ValueError as e:
             raise JudgmentError(f"{where}: {e}") from None
-        rows.append(row)
-        extra.append(ext or NO_EXTRA)
-    return Judgments.from_rows(rows, extra, path)
 
 
 def _polars_schema() -> dict:
