@@ -34,6 +34,7 @@ __all__ = [
     "JudgmentError",
     "canonical_record",
     "check_record",
+    "is_json_object",
     "record_json",
     "regret_tolerance",
 ]
@@ -164,3 +165,12 @@ def record_json(rec: dict) -> str:
     return json.dumps(
         rec, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_json_default
     )
+
+
+def is_json_object(data: bytes) -> bool:
+    """Returns whether ``data`` holds one complete JSON object: how a last line without its
+    newline is told from a torn write."""
+    try:
+        return isinstance(json.loads(data), dict)
+    except ValueError:
+        return False

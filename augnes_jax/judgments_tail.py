@@ -25,7 +25,7 @@ import numpy as np
 
 from augnes_jax.judgments_columns import Judgments
 from augnes_jax.judgments_reader import parse_lines
-from augnes_jax.judgments_schema import JudgmentError, check_record
+from augnes_jax.judgments_schema import JudgmentError, check_record, is_json_object
 from augnes_jax.stats import experiment_keys
 
 __all__ = ["JudgmentTail", "NewJudgments"]
@@ -142,11 +142,7 @@ class JudgmentTail:
             return end, 0
         tail = bytes(buf[end:got])
         if got < _MAX_READ and tail.strip():
-            try:
-                whole = isinstance(json.loads(tail), dict)
-            except ValueError:
-                whole = False
-            if whole:
+            if is_json_object(tail):
                 buf[got] = 10
                 return got + 1, 1
         return end, 0

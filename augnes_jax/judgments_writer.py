@@ -9,7 +9,6 @@ turns per-episode arrays into them (host shell).
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from collections.abc import Iterable
@@ -24,6 +23,7 @@ from augnes_jax.judgments_schema import (
     SCHEMA_VERSION,
     JudgmentError,
     check_record,
+    is_json_object,
     record_json,
 )
 from augnes_jax.regret import episode_advantage, episode_regret
@@ -80,11 +80,7 @@ class JudgmentWriter:
                 break
             tail = data + tail
             pos = start
-        try:
-            complete = isinstance(json.loads(tail), dict)
-        except ValueError:
-            complete = False
-        if complete:
+        if is_json_object(tail):
             f.write(b"\n")
         else:
             f.seek(0)
