@@ -2,7 +2,7 @@
 
 :class:`JudgmentTail` remembers the byte offset after the last complete line it has parsed. A
 poll reads from there to the end of the file, parses the complete lines with the judgment log's
-own reader (:func:`augnes_jax.judgments.parse_lines`) and returns them as
+own reader (:func:`augnes_jax.judgments_reader.parse_lines`) and returns them as
 :class:`NewJudgments` columns. A last line without its newline is left for a later poll unless
 it already is a complete JSON object (a finished log whose writer left out the final newline).
 
@@ -18,11 +18,14 @@ import dataclasses
 import json
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from augnes_jax import judgments
+from augnes_jax.judgments_columns import Judgments
+from augnes_jax.judgments_reader import parse_lines
+from augnes_jax.judgments_schema import JudgmentError, check_record, is_json_object
 from augnes_jax.stats import experiment_keys
 
 __all__ = ["JudgmentTail", "NewJudgments"]
@@ -139,11 +142,7 @@ class JudgmentTail:
             return end, 0
         tail = bytes(buf[end:got])
         if got < _MAX_READ and tail.strip():
-            try:
-                whole = isinstance(json.loads(tail), dict)
-            except ValueError:
-                whole = False
-            if whole:
+            if is_json_object(tail):
                 buf[got] = 10
                 return got + 1, 1
         return end, 0
@@ -153,25 +152,25 @@ class JudgmentTail:
         first = self.lines
         self.lines += data.count(b"\n")
         try:
-            return _columns(judgments.parse_lines(data, path=str(self.path), first_line=first))
-        except judgments.JudgmentError:
+            return _columns(parse_lines(data, path=str(self.path), first_line=first))
+        except JudgmentError:
             pass
         # A malformed line: keep the others, name it and skip it.
-        good = []
+        return _columns(Judgments.from_checked(self._good_lines(data, first), str(self.path)))
+
+    def _good_lines(self, data: bytes, first: int) -> Iterator[tuple[tuple, dict]]:
+        """Yields :func:`check_record` of each good line; logs each bad one (``first`` lines
+        precede ``data``) and skips it."""
         for i, line in enumerate(data.split(b"\n")[:-1]):
             if not line.strip():
                 continue
             try:
-                rec = json.loads(line)
-                judgments.check_record(rec)
+                yield check_record(json.loads(line))
             except (ValueError, TypeError, RecursionError) as e:
                 log.warning("%s:%d: %s; line skipped", self.path, first + i + 1, e)
-                continue
-            good.append(rec)
-        return _columns(judgments.Judgments.from_records(good, path=str(self.path)))
 
 
-def _columns(j: judgments.Judgments) -> NewJudgments:
+def _columns(j: Judgments) -> NewJudgments:
     if not len(j):
         return _empty(False)
     return NewJudgments(

@@ -53,6 +53,41 @@ GOAL_LABELS = (*VARIANT_LABELS, "goal")
 CAPACITY_LABELS = ("run", "hidden_dim", "buffer_size")
 GAIN_LABELS = ("run", "axis", "ladder", "from", "to", "last")
 
+# Gauges that show one field of a JSON object as it is: (metric name, help text, field).
+_VARIANT_GAUGES = (
+    ("variant_avg_advantage", "Mean advantage (reward - baseline) over the variant's episodes.", "avg_advantage"),
+    ("variant_normalized_score", "The variant's normalized score (1 = oracle, 0 = baseline).", "normalized_score"),
+    ("variant_episodes", "Judged episodes of the variant (strategy_stats.json).", "episodes"),
+)
+_GOAL_GAUGES = (
+    ("goal_avg_regret", "Mean regret of the variant on one goal (strategy_stats.json).", "avg_regret"),
+    ("goal_avg_advantage", "Mean advantage of the variant on one goal (strategy_stats.json).", "avg_advantage"),
+    ("goal_episodes", "Judged episodes of the variant on one goal.", "count"),
+)
+_MODEL_GAUGES = (
+    ("variant_model_epoch", "The latest epoch in the variant's world-model statistics.", "epoch"),
+    ("variant_val_mse", "One-step validation MSE of the variant's world model, latest epoch.", "val_mse"),
+    ("variant_train_loss", "Training loss of the variant's world model, latest epoch.", "train_loss"),
+)
+_DECISION_GAUGES = (
+    ("decision_epoch", "The epoch of the controller's latest decision.", "epoch"),
+    ("decision_epsilon", "The smallest marginal gain worth paying for (meta.epsilon).", "epsilon"),
+)
+_RECOMMENDED_GAUGES = (
+    ("recommended_hidden_dim", "The hidden width the controller recommends.", "hidden_dim"),
+    ("recommended_buffer_size", "The buffer size the controller recommends.", "buffer_size"),
+)
+_CAPACITY_GAUGES = (
+    ("capacity_avg_regret", "Mean regret of a capacity over its seeds (the controller's window).", "avg_regret"),
+    ("capacity_avg_advantage", "Mean advantage of a capacity over its seeds.", "avg_advantage"),
+    ("capacity_val_mse", "Validation MSE of a capacity's world models, mean over seeds.", "val_mse"),
+    ("capacity_num_params", "Parameters of a capacity's world model.", "num_params"),
+)
+_SWEEP_GAUGES = (
+    ("sweep_epoch", "The last epoch whose artifacts the sweep has written.", "epoch"),
+    ("sweep_useful_flop_fraction", "Useful-FLOP fraction of the sweep's width buckets.", "useful_flop_fraction"),
+)
+
 
 def check_buckets(bounds: Iterable[float]) -> tuple[float, ...]:
     """Returns the bucket upper bounds as floats, or raises ValueError naming the problem."""
@@ -220,6 +255,24 @@ class _Families:
             fam = self._families[name] = GaugeMetricFamily(PREFIX + name, doc, labels=list(labels))
         fam.add_metric([_label(x) for x in values], v)
 
+    def interval(self, name: str, doc: str, interval_doc: str, labels: Sequence[str], values: Sequence[Any],
+                 value: Any, ci: Any) -> tuple[Any, Any]:
+        """Returns ``ci``'s ``(lower, upper)`` (None where absent) after adding three gauges: ``name``
+        for ``value``, and ``name_ci95_lower`` and ``name_ci95_upper`` for the bounds of the interval
+        ``ci`` (``[lower, upper]`` or null), whose help texts name it as ``interval_doc``."""
+        ci = ci or [None, None]
+        lower, upper = ci[0], ci[1] if len(ci) > 1 else None
+        self.gauge(name, doc, labels, values, value)
+        self.gauge(f"{name}_ci95_lower", f"Lower bound of {interval_doc}.", labels, values, lower)
+        self.gauge(f"{name}_ci95_upper", f"Upper bound of {interval_doc}.", labels, values, upper)
+        return lower, upper
+
+    def fields(self, table: Sequence[tuple[str, str, str]], labels: Sequence[str], values: Sequence[Any],
+               source: dict) -> None:
+        """Returns nothing; adds one gauge per ``(name, doc, key)`` of ``table``: ``source[key]``."""
+        for name, doc, key in table:
+            self.gauge(name, doc, labels, values, source.get(key))
+
     def __iter__(self) -> Iterator[GaugeMetricFamily]:
         return iter(self._families.values())
 
@@ -297,19 +350,10 @@ class RunCollector(Collector):
             if not isinstance(exp, dict):
                 continue
             vl = [self.run, exp.get("variant"), exp.get("hidden_dim"), exp.get("buffer_size"), exp.get("seed")]
-            g.gauge("variant_avg_regret", "Mean regret over the variant's judged episodes (strategy_stats.json).",
-                    VARIANT_LABELS, vl, exp.get("avg_regret"))
-            ci = exp.get("avg_regret_ci95") or [None, None]
-            g.gauge("variant_avg_regret_ci95_lower", "Lower bound of the 95% interval of the variant's mean regret.",
-                    VARIANT_LABELS, vl, ci[0])
-            g.gauge("variant_avg_regret_ci95_upper", "Upper bound of the 95% interval of the variant's mean regret.",
-                    VARIANT_LABELS, vl, ci[1] if len(ci) > 1 else None)
-            g.gauge("variant_avg_advantage", "Mean advantage (reward - baseline) over the variant's episodes.",
-                    VARIANT_LABELS, vl, exp.get("avg_advantage"))
-            g.gauge("variant_normalized_score", "The variant's normalized score (1 = oracle, 0 = baseline).",
-                    VARIANT_LABELS, vl, exp.get("normalized_score"))
-            g.gauge("variant_episodes", "Judged episodes of the variant (strategy_stats.json).",
-                    VARIANT_LABELS, vl, exp.get("episodes"))
+            g.interval("variant_avg_regret", "Mean regret over the variant's judged episodes (strategy_stats.json).",
+                       "the 95% interval of the variant's mean regret", VARIANT_LABELS, vl,
+                       exp.get("avg_regret"), exp.get("avg_regret_ci95"))
+            g.fields(_VARIANT_GAUGES, VARIANT_LABELS, vl, exp)
             if "diverged" in exp:
                 g.gauge("variant_diverged", "1 if the variant diverged and is excluded, else 0.",
                         VARIANT_LABELS, vl, float(bool(exp.get("diverged"))))
@@ -317,13 +361,7 @@ class RunCollector(Collector):
             for goal, cell in sorted(goals.items(), key=lambda kv: _goal_order(kv[0])):
                 if not isinstance(cell, dict) or not cell.get("count"):
                     continue
-                gl = [*vl, goal]
-                g.gauge("goal_avg_regret", "Mean regret of the variant on one goal (strategy_stats.json).",
-                        GOAL_LABELS, gl, cell.get("avg_regret"))
-                g.gauge("goal_avg_advantage", "Mean advantage of the variant on one goal (strategy_stats.json).",
-                        GOAL_LABELS, gl, cell.get("avg_advantage"))
-                g.gauge("goal_episodes", "Judged episodes of the variant on one goal.",
-                        GOAL_LABELS, gl, cell.get("count"))
+                g.fields(_GOAL_GAUGES, GOAL_LABELS, [*vl, goal], cell)
 
     # ---- world_model_stats.json -----------------------------------------------------------
 
@@ -342,12 +380,7 @@ class RunCollector(Collector):
             if not epochs:
                 continue
             last = max(epochs, key=lambda e: e.get("epoch", -1))
-            g.gauge("variant_model_epoch", "The latest epoch in the variant's world-model statistics.",
-                    VARIANT_LABELS, vl, last.get("epoch"))
-            g.gauge("variant_val_mse", "One-step validation MSE of the variant's world model, latest epoch.",
-                    VARIANT_LABELS, vl, last.get("val_mse"))
-            g.gauge("variant_train_loss", "Training loss of the variant's world model, latest epoch.",
-                    VARIANT_LABELS, vl, last.get("train_loss"))
+            g.fields(_MODEL_GAUGES, VARIANT_LABELS, vl, last)
             for k, mse in sorted((last.get("k_step_mse") or {}).items(), key=lambda kv: _goal_order(kv[0])):
                 g.gauge("variant_k_step_mse", "Open-loop k-step MSE of the variant's world model, latest epoch.",
                         (*VARIANT_LABELS, "k"), [*vl, k], mse)
@@ -363,16 +396,10 @@ class RunCollector(Collector):
         for value in sorted({"keep", "expand", *([decision] if isinstance(decision, str) else [])}):
             g.gauge("decision", "1 for the controller's current decision, 0 for the other one.",
                     ("run", "decision"), [self.run, value], float(value == decision))
-        g.gauge("decision_epoch", "The epoch of the controller's latest decision.", ("run",), run, dec.get("epoch"))
-        g.gauge("decision_epsilon", "The smallest marginal gain worth paying for (meta.epsilon).", ("run",), run,
-                dec.get("epsilon"))
+        g.fields(_DECISION_GAUGES, ("run",), run, dec)
         g.gauge("decision_relative", "1 if gains are compared with epsilon relative to the smaller capacity.",
                 ("run",), run, float(bool(dec.get("relative"))))
-        rec = dec.get("recommended") or {}
-        g.gauge("recommended_hidden_dim", "The hidden width the controller recommends.", ("run",), run,
-                rec.get("hidden_dim"))
-        g.gauge("recommended_buffer_size", "The buffer size the controller recommends.", ("run",), run,
-                rec.get("buffer_size"))
+        g.fields(_RECOMMENDED_GAUGES, ("run",), run, dec.get("recommended") or {})
         nxt = dec.get("suggested_next") or {}
         g.gauge("suggested_hidden_dim", "The hidden width to try next when the decision is expand.", ("run",), run,
                 nxt.get("hidden_dim") if isinstance(nxt, dict) else None)
@@ -387,21 +414,17 @@ class RunCollector(Collector):
             ladder = _ladder(x.get("ladder"))
             last = x.get("to") == largest.get((x.get("axis"), ladder))
             gl = [self.run, x.get("axis"), ladder, x.get("from"), x.get("to"), "true" if last else "false"]
-            ci = x.get("gain_ci95") or [None, None]
+            lower, _ = g.interval("marginal_gain", "Decrease of mean regret from one capacity to the next on a ladder.",
+                                  "the marginal gain's 95% interval", GAIN_LABELS, gl,
+                                  x.get("gain"), x.get("gain_ci95"))
             rci = x.get("relative_gain_ci95") or [None, None]
-            g.gauge("marginal_gain", "Decrease of mean regret from one capacity to the next on a ladder.",
-                    GAIN_LABELS, gl, x.get("gain"))
-            g.gauge("marginal_gain_ci95_lower", "Lower bound of the marginal gain's 95% interval.",
-                    GAIN_LABELS, gl, ci[0])
-            g.gauge("marginal_gain_ci95_upper", "Upper bound of the marginal gain's 95% interval.",
-                    GAIN_LABELS, gl, ci[1] if len(ci) > 1 else None)
             g.gauge("marginal_gain_relative", "The marginal gain relative to the smaller capacity's regret.",
                     GAIN_LABELS, gl, x.get("relative_gain"))
             g.gauge("marginal_gain_compared",
                     "The value the controller compares with epsilon: the relative gain if relative, else the gain.",
                     GAIN_LABELS, gl, x.get("relative_gain") if relative else x.get("gain"))
             g.gauge("marginal_gain_compared_ci95_lower", "Lower bound of the compared value's 95% interval.",
-                    GAIN_LABELS, gl, rci[0] if relative else ci[0])
+                    GAIN_LABELS, gl, rci[0] if relative else lower)
             g.gauge("marginal_gain_per_param", "The marginal gain per extra parameter.", GAIN_LABELS, gl,
                     x.get("gain_per_param"))
             g.gauge("marginal_gain_significant", "1 if the interval's lower bound exceeds epsilon, else 0.",
@@ -410,14 +433,7 @@ class RunCollector(Collector):
             if not isinstance(c, dict):
                 continue
             cl = [self.run, c.get("hidden_dim"), c.get("buffer_size")]
-            g.gauge("capacity_avg_regret", "Mean regret of a capacity over its seeds (the controller's window).",
-                    CAPACITY_LABELS, cl, c.get("avg_regret"))
-            g.gauge("capacity_avg_advantage", "Mean advantage of a capacity over its seeds.", CAPACITY_LABELS, cl,
-                    c.get("avg_advantage"))
-            g.gauge("capacity_val_mse", "Validation MSE of a capacity's world models, mean over seeds.",
-                    CAPACITY_LABELS, cl, c.get("val_mse"))
-            g.gauge("capacity_num_params", "Parameters of a capacity's world model.", CAPACITY_LABELS, cl,
-                    c.get("num_params"))
+            g.fields(_CAPACITY_GAUGES, CAPACITY_LABELS, cl, c)
             g.gauge("capacity_seeds", "Seeds behind a capacity's figures.", CAPACITY_LABELS, cl,
                     len(c.get("seeds") or []))
 
@@ -428,10 +444,7 @@ class RunCollector(Collector):
         if state is None:
             return
         run = [self.run]
-        g.gauge("sweep_epoch", "The last epoch whose artifacts the sweep has written.", ("run",), run,
-                state.get("epoch"))
-        g.gauge("sweep_useful_flop_fraction", "Useful-FLOP fraction of the sweep's width buckets.", ("run",), run,
-                state.get("useful_flop_fraction"))
+        g.fields(_SWEEP_GAUGES, ("run",), run, state)
         g.gauge("sweep_diverged_variants", "Variants excluded after diverging.", ("run",), run,
                 len(state.get("diverged") or {}))
 

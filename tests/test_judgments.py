@@ -24,6 +24,7 @@ from augnes_jax.judgments import (
     make_judgments,
     read_judgments,
 )
+from augnes_jax.judgments_schema import is_json_object
 
 FIXTURES = Path(__file__).parent / "fixtures"
 COLUMNS = J.INT_FIELDS + J.FLOAT_FIELDS + J.STR_FIELDS + ("extra",)
@@ -605,6 +606,33 @@ def test_from_records_checks_like_the_reader(tmp_path):
     for bad in ("abc", {"goal_id": 0}, 3):
         with pytest.raises(TypeError, match="expected a list of judgment records"):
             Judgments.from_records(bad)
+
+
+def test_the_judgments_module_only_gathers_the_names_of_the_job_modules():
+    """``augnes_jax.judgments`` is the front door: imports and ``__all__``, nothing of its own."""
+    import ast
+    import importlib
+    import inspect
+
+    tree = ast.parse(inspect.getsource(J))
+    for node in tree.body:
+        doc = isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+        names_all = isinstance(node, ast.Assign) and [t.id for t in node.targets] == ["__all__"]
+        assert doc or names_all or isinstance(node, ast.ImportFrom), ast.dump(node)[:80]
+    homes = [importlib.import_module(f"augnes_jax.{m}") for m in
+             ("judgments_schema", "judgments_writer", "judgments_columns", "judgments_reader", "clock")]
+    for name in J.__all__:
+        owners = [m for m in homes if name in vars(m) and name in getattr(m, "__all__", ())]
+        assert len(owners) == 1 and getattr(J, name) is getattr(owners[0], name), name
+
+
+@pytest.mark.parametrize("tail, whole", [
+    (b'{"goal_id":1,"reward":0.5}', True), (b'{}', True), (b' {"a":[1,{"b":2}]} ', True),
+    (b'{"goal_id":1,"rew', False), (b'[1,2]', False), (b'5', False), (b'"x"', False),
+    (b'', False), (b'{"a":1} {"b":2}', False), (b'\xff\xfe', False), (b'{"a":"\xff"}', False),
+])  # fmt: skip
+def test_a_complete_last_object_is_told_from_a_torn_write(tail, whole):
+    assert is_json_object(tail) is whole
 
 
 def test_fast_path_handles_the_numbers_json_allows(tmp_path):

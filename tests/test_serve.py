@@ -308,6 +308,49 @@ def test_json_files_are_parsed_again_only_when_they_change(tmp_path, exporter_on
     assert ph.one(s, "augnes_variant_avg_regret", variant="h4-b400-s0") == 123.25
 
 
+def _collect(run_dir) -> ph.Samples:
+    """Returns the samples of one collection of a fresh RunCollector over ``run_dir``."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from augnes_jax.run_metrics import RunCollector
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(RunCollector(run_dir))
+    return ph.parse_samples(generate_latest(registry).decode("utf-8"))
+
+
+def test_an_interval_exports_the_bounds_it_has(tmp_path):
+    """A value's interval may be whole, one bound long or null: each bound present is a gauge."""
+    run_dir = tmp_path / "ci"
+    run_dir.mkdir()
+    cap = {"hidden_dim": 4, "buffer_size": 400, "seed": 0, "episodes": 8, "goals": {}}
+    stats = {"schema": 1, "experiments": [
+        {**cap, "variant": "whole", "avg_regret": 6.25, "avg_regret_ci95": [5.0, 7.5]},
+        {**cap, "variant": "lower", "avg_regret": 2.0, "avg_regret_ci95": [1.5]},
+        {**cap, "variant": "null", "avg_regret": 1.0, "avg_regret_ci95": None},
+        {**cap, "variant": "absent", "avg_regret": 0.5}]}  # fmt: skip
+    files.write_json_atomic(run_dir / "strategy_stats.json", stats)
+    gains = [{"axis": "hidden_dim", "ladder": {"buffer_size": 400}, "from": 4, "to": 8, "gain": 4.25,
+              "gain_ci95": [3.0, 5.5], "relative_gain": 0.68, "relative_gain_ci95": [0.5, 0.875]},
+             {"axis": "hidden_dim", "ladder": {"buffer_size": 400}, "from": 8, "to": 16, "gain": 1.0,
+              "gain_ci95": [0.25], "relative_gain": 0.5}]  # fmt: skip
+    for relative in (False, True):
+        files.write_json_atomic(run_dir / "decision.json", {"decision": "keep", "relative": relative, "gains": gains})
+        s = _collect(run_dir)
+        for name, want in (("augnes_variant_avg_regret", {"whole": 6.25, "lower": 2.0, "null": 1.0, "absent": 0.5}),
+                           ("augnes_variant_avg_regret_ci95_lower", {"whole": 5.0, "lower": 1.5}),
+                           ("augnes_variant_avg_regret_ci95_upper", {"whole": 7.5})):
+            got = {dict(lab)["variant"]: v for lab, v in ph.select(s, name).items()}
+            assert got == want, name
+        for name, want in (("augnes_marginal_gain", {"8": 4.25, "16": 1.0}),
+                           ("augnes_marginal_gain_ci95_lower", {"8": 3.0, "16": 0.25}),
+                           ("augnes_marginal_gain_ci95_upper", {"8": 5.5}),
+                           ("augnes_marginal_gain_compared_ci95_lower",
+                            {"8": 0.5} if relative else {"8": 3.0, "16": 0.25})):
+            got = {dict(lab)["to"]: v for lab, v in ph.select(s, name).items()}
+            assert got == want, (name, relative)
+
+
 def test_an_external_log_without_capacity_fields_is_named_as_strategy_stats_names_it(tmp_path, exporter_on):
     run_dir = tmp_path / "ext"
     run_dir.mkdir()
