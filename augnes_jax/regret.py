@@ -258,7 +258,8 @@ def total(agg: GoalAggregate) -> GoalAggregate:
 def confidence_interval(agg: GoalAggregate, level: float = 0.95) -> tuple[jax.Array, jax.Array]:
     """Returns ``(lo, hi)``, each ``[G]``: a two-sided Student-t interval for each goal's mean.
 
-    ``mean -/+ t_{(1+level)/2, n-1} * sqrt(m2 / (n - 1) / n)``. This treats episodes as
+    ``mean -/+ t_{(1+level)/2, n-1} * sqrt(m2 / (n - 1) / n)``, with the package's one t quantile,
+    :func:`augnes_jax.statistics.student_t_quantile`. This treats episodes as
     independent draws, which common random numbers across variants do not change within one
     variant. Goals with fewer than two episodes get NaN; the host shell writes those as null.
     Jitted, with ``level`` static.

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from synthetic_runs import SyntheticRun, build_run, mlp_num_params, variant_name
 
 from augnes_jax import files, meta
-from augnes_jax.decision import decide, marginal_gain
+from augnes_jax.decision import decide, latest_gains, marginal_gain
 from augnes_jax.evidence import VariantEvidence
 from augnes_jax.meta import MetaJudgmentController
 from augnes_jax.statistics import two_level_bootstrap
@@ -128,6 +128,20 @@ def test_noise_alone_never_expands(noise_seed, num_seeds, seed_sd, cell_sd, leve
 
 
 # --------------------------------------------------------------- evidence from event files
+
+
+def test_latest_gains_keeps_each_ladders_step_into_its_largest_capacity():
+    # two ladders per axis, three widths on one: by hand, the steps 16->32 (b=1) and 8->16 (b=2)
+    evs = [_ev(h, b, 0, [1.0 / h, 1.1 / h]) for h in (8, 16, 32) for b in (1, 2) if (h, b) != (32, 2)]
+    d = decide(evs, epsilon=0.0, bootstrap_samples=50)
+    got = [(g.axis, dict(g.ladder), g.from_, g.to) for g in latest_gains(d.gains)]
+    assert got == [
+        ("hidden_dim", {"buffer_size": 1}, 16, 32),
+        ("hidden_dim", {"buffer_size": 2}, 8, 16),
+        ("buffer_size", {"hidden_dim": 8}, 1, 2),
+        ("buffer_size", {"hidden_dim": 16}, 1, 2),
+    ]
+    assert latest_gains([]) == []
 
 
 def test_evidence_values_match_float64_reference(tmp_path):
