@@ -12,7 +12,6 @@ slow or unreachable endpoint never blocks or crashes the sweep; its failures are
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import logging
 import os
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from augnes_jax import files
+from augnes_jax.clock import utc_now
 
 log = logging.getLogger(__name__)
 
@@ -35,15 +35,11 @@ TB_TAG = "alerts"
 KIND_MARGINAL_GAIN = "marginal_gain_below_epsilon"
 
 
-def _now() -> str:
-    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
 def marginal_gain_alert(gain: Any, *, epsilon: float, relative: bool, decision: str) -> dict[str, Any]:
-    """Returns the alert payload for a :class:`augnes_jax.meta.Gain` below epsilon."""
+    """Returns the alert payload for a :class:`augnes_jax.decision.Gain` below epsilon."""
     return files.to_jsonable(
         {
-            "ts": _now(),
+            "ts": utc_now("seconds"),
             "kind": KIND_MARGINAL_GAIN,
             "axis": gain.axis,
             "ladder": dict(gain.ladder),

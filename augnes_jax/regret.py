@@ -26,13 +26,13 @@ Typical use, one epoch of one variant::
 from __future__ import annotations
 
 import functools
-import math
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import struct
-from jax.scipy import special as jsp
+
+from augnes_jax.statistics import student_t_quantile
 
 __all__ = [
     "GoalAggregate",
@@ -42,7 +42,6 @@ __all__ = [
     "episode_advantage",
     "episode_regret",
     "merge",
-    "student_t_quantile",
     "total",
     "update",
 ]
@@ -51,8 +50,6 @@ __all__ = [
 _MAX_PARTIALS = 1 << 22
 # Chunks hold at least 2**8 rows, so small inputs use a single chunk.
 _MIN_CHUNK_SHIFT = 8
-# Below this many degrees of freedom the t quantile is refined by Newton steps.
-_T_NEWTON_BELOW = 16
 
 
 @struct.dataclass
@@ -257,53 +254,12 @@ def total(agg: GoalAggregate) -> GoalAggregate:
     )
 
 
-def student_t_quantile(p: float | jax.Array, df: jax.Array) -> jax.Array:
-    """Returns the ``p``-quantile of Student's t with ``df`` degrees of freedom (``df``'s shape).
-
-    ``p`` must lie in (0.5, 1). Exact closed forms for df = 1 and 2; otherwise the
-    Cornish-Fisher expansion (Abramowitz & Stegun 26.7.5), refined by Newton steps on the CDF
-    (a regularised incomplete beta function) for df < 64, where the expansion alone is not
-    accurate to float32. Jittable; df may be traced.
-    """
-    df = jnp.asarray(df)
-    if not jnp.issubdtype(df.dtype, jnp.floating):
-        df = df.astype(jnp.float32)
-    # The upper tail 1 - p, formed before rounding p to float32, keeps Newton's residual free of
-    # cancellation far in the tail.
-    tail = jnp.asarray(1.0 - p, df.dtype)
-    p = jnp.asarray(p, df.dtype)
-    z = -jsp.ndtri(tail)
-    v = jnp.maximum(df, 1.0)
-    g1 = (z**3 + z) / 4
-    g2 = (5 * z**5 + 16 * z**3 + 3 * z) / 96
-    g3 = (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / 384
-    g4 = (79 * z**9 + 776 * z**7 + 1482 * z**5 - 1920 * z**3 - 945 * z) / 92160
-    t = z + g1 / v + g2 / v**2 + g3 / v**3 + g4 / v**4
-
-    small = v < _T_NEWTON_BELOW
-    vs = jnp.where(small, v, 3.0)  # keeps the incomplete beta finite where it is not used
-    ts = jnp.where(small, t, 1.0)
-    for _ in range(4):
-        x = vs / (vs + ts * ts)
-        upper = 0.5 * jsp.betainc(vs / 2, 0.5, x)  # P(T > ts)
-        log_pdf = (
-            jsp.gammaln((vs + 1) / 2)
-            - jsp.gammaln(vs / 2)
-            - 0.5 * jnp.log(vs * math.pi)
-            - (vs + 1) / 2 * jnp.log1p(ts * ts / vs)
-        )
-        ts = jnp.maximum(ts + (upper - tail) / jnp.exp(log_pdf), 1e-6)
-    t = jnp.where(small, ts, t)
-    t = jnp.where(v == 2, (1 - 2 * tail) / jnp.sqrt(2 * p * tail), t)
-    t = jnp.where(v == 1, 1 / jnp.tan(math.pi * tail), t)
-    return t
-
-
 @functools.partial(jax.jit, static_argnames=("level",))
 def confidence_interval(agg: GoalAggregate, level: float = 0.95) -> tuple[jax.Array, jax.Array]:
     """Returns ``(lo, hi)``, each ``[G]``: a two-sided Student-t interval for each goal's mean.
 
-    ``mean -/+ t_{(1+level)/2, n-1} * sqrt(m2 / (n - 1) / n)``. This treats episodes as
+    ``mean -/+ t_{(1+level)/2, n-1} * sqrt(m2 / (n - 1) / n)``, with the package's one t quantile,
+    :func:`augnes_jax.statistics.student_t_quantile`. This treats episodes as
     independent draws, which common random numbers across variants do not change within one
     variant. Goals with fewer than two episodes get NaN; the host shell writes those as null.
     Jitted, with ``level`` static.

@@ -169,7 +169,7 @@ def test_webhook_rejects_non_http_urls(url, tmp_path):
 
 def test_webhook_receives_exactly_the_alert_payload(tmp_path, server):
     ctrl = _keep_run(tmp_path)
-    ctrl._alerter = Alerter(tmp_path, webhook_url=server.url, timeout_s=5.0, retries=0)
+    ctrl.alerter = Alerter(tmp_path, webhook_url=server.url, timeout_s=5.0, retries=0)
     raised = ctrl.write()
     assert ctrl.alerter.wait(timeout=10)
     ctrl.close()

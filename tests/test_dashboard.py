@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from synthetic_runs import build_run
 
-from augnes_jax import dashboard, envs, files, meta
+from augnes_jax import dashboard, envs, files
+from augnes_jax.dashboard_transition import arrow_dims, slice_grid
+from augnes_jax.decision import avg_regret_ci
 from augnes_jax.meta import MetaJudgmentController
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -179,7 +181,7 @@ def test_regret_plots_draw_the_evidence_means_and_the_controller_bands(tmp_path)
                 assert lo <= y - half + 1e-4 and hi >= y + half - 1e-4
                 evs = sorted((e for e in ctrl.evidence if (e.hidden_dim, e.buffer_size) == (h, b)), key=lambda e: e.seed)
                 rng = np.random.default_rng([ctrl.seed, 7, caps.index((h, b))])
-                assert (lo, hi) == pytest.approx(meta.avg_regret_ci(evs, bootstrap_samples=300, rng=rng), abs=1e-9)
+                assert (lo, hi) == pytest.approx(avg_regret_ci(evs, bootstrap_samples=300, rng=rng), abs=1e-9)
     rec = ctrl.decision.recommended
     assert _recommended_x(figs["regret_vs_hidden_dim.png"].axes[0]) == [rec["hidden_dim"]]
     assert _recommended_x(figs["regret_vs_buffer_size.png"].axes[0]) == [rec["buffer_size"]]
@@ -275,11 +277,11 @@ def test_recommended_mark_comes_from_decision_json(tmp_path):
 
 def test_arrow_components_follow_the_axes():
     grid = {"x": "col", "y": "row", "grid_shape": (5, 7), "dims": [0, 1], "dim_names": ["row", "col"]}
-    assert dashboard._arrow_dims(grid, 2) == (1, 0)  # x is the column: Δcol along x
+    assert arrow_dims(grid, 2) == (1, 0)  # x is the column: Δcol along x
     reacher = {"x": "q1 (rad)", "y": "q2 (rad)", "grid": np.zeros(21), "dims": [4, 5],
                "dim_names": ["cos q1", "sin q1", "cos q2", "sin q2", "dq1", "dq2"]}  # fmt: skip
-    assert dashboard._arrow_dims(reacher, 6) == (4, 5)
-    xs, ys, discrete = dashboard._slice_grid(grid, 35)
+    assert arrow_dims(reacher, 6) == (4, 5)
+    xs, ys, discrete = slice_grid(grid, 35)
     assert (len(xs), len(ys), discrete) == (7, 5, True)
 
 
@@ -369,10 +371,10 @@ def test_transition_plot_on_the_real_environment_slices(tmp_path, env_name):
         tmp_path, world_model_loader=lambda r, v: _FakeModel(env_name, truth), env_factory=envs.make, slice_points=n,
     )  # fmt: skip
     panels = _transition_panels(figs["transition_pattern.png"])
-    xs, ys, _ = dashboard._slice_grid(dict(info), len(truth))
+    xs, ys, _ = slice_grid(dict(info), len(truth))
     expected = np.linalg.norm(0.5 * truth, axis=1).reshape(len(ys), len(xs))
     assert len(panels) == 2
-    ix, iy = dashboard._arrow_dims(dict(info), truth.shape[1])
+    ix, iy = arrow_dims(dict(info), truth.shape[1])
     for _, err, ((tu, tv), (pu, pv)) in panels:
         np.testing.assert_allclose(err, expected, rtol=1e-6)
         np.testing.assert_allclose(np.stack([tu, tv]), truth[:, [ix, iy]].T, rtol=1e-6)

@@ -19,9 +19,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from augnes_jax import meta, regret, stats
+from augnes_jax import regret, stats
+from augnes_jax.decision import Gain, avg_regret_ci, marginal_gain
+from augnes_jax.evidence import VariantEvidence
 from augnes_jax.judgments import JudgmentWriter, make_judgments, read_judgments
-from augnes_jax.meta import VariantEvidence
+from augnes_jax.statistics import student_t_quantile, t_interval, t_quantile_975, welch_t_interval
 
 BOOT = 1000
 BOOT_SEED = 1234
@@ -66,21 +68,45 @@ def test_the_closed_form_reference_has_the_textbook_values():
     assert t_quantile(0.95, 5) == pytest.approx(2.015048373, abs=1e-8)
 
 
-def test_meta_t_quantile_975_matches_the_t_distribution():
+def test_t_quantile_975_matches_the_t_distribution():
     for df in [*range(1, 32), 45, 100, 1000]:
-        assert meta.t_quantile_975(df) == pytest.approx(t_quantile(0.975, df), abs=2e-4), df
+        assert t_quantile_975(df) == pytest.approx(t_quantile(0.975, df), abs=2e-4), df
     # fractional (Welch) df round down below 31: the interval is never narrower
     for df in (1.5, 7.3, 29.5, 30.7):
-        assert meta.t_quantile_975(df) == pytest.approx(t_quantile(0.975, math.floor(df)), abs=2e-4)
+        assert t_quantile_975(df) == pytest.approx(t_quantile(0.975, math.floor(df)), abs=2e-4)
     # above 30 the expansion takes fractional df: it lies between its integer neighbours
-    assert t_quantile(0.975, 46) < meta.t_quantile_975(45.5) < t_quantile(0.975, 45)
+    assert t_quantile(0.975, 46) < t_quantile_975(45.5) < t_quantile(0.975, 45)
+
+
+def test_t_quantile_975_is_the_t_table_to_four_decimals():
+    # the printed table's rows: the exact quantile rounded to 4 decimals, e.g. 12.7062, 2.0423
+    for df in range(1, 31):
+        assert t_quantile_975(df) == round(t_quantile(0.975, df), 4), df
+    assert t_quantile_975(1) == 12.7062 and t_quantile_975(30) == 2.0423
+    with pytest.raises(ValueError, match="degrees of freedom"):
+        t_quantile_975(0.5)
+
+
+def test_t_intervals_equal_the_textbook_formulas():
+    x = np.array([1.0, 2.5, 0.5, 3.0])
+    half = t_quantile(0.975, 3) * math.sqrt(np.sum((x - x.mean()) ** 2) / 3) / 2
+    assert t_interval(x) == pytest.approx((x.mean() - half, x.mean() + half), abs=1e-4)
+    assert t_interval([1.0]) is None and t_interval([]) is None
+    a, b = np.array([3.0, 4.0, 5.0]), np.array([1.0, 1.5, 2.0, 2.5, 3.0])
+    va, vb = np.var(a, ddof=1) / 3, np.var(b, ddof=1) / 5
+    df = (va + vb) ** 2 / (va**2 / 2 + vb**2 / 4)  # Welch-Satterthwaite, 3.53 here: the t row of 3
+    half = t_quantile(0.975, math.floor(df)) * math.sqrt(va + vb)
+    diff = a.mean() - b.mean()
+    assert welch_t_interval(a, b) == pytest.approx((diff - half, diff + half), abs=1e-4)
+    assert welch_t_interval(a, [1.0]) is None
+    assert welch_t_interval([2.0, 2.0], [1.0, 1.0]) == (1.0, 1.0)
 
 
 @pytest.mark.parametrize("level", [0.5, 0.9, 0.95, 0.99, 0.999])
-def test_regret_student_t_quantile_matches_the_t_distribution(level):
+def test_student_t_quantile_matches_the_t_distribution(level):
     dfs = [1, 2, 3, 4, 5, 7, 10, 15, 16, 17, 30, 63, 64, 100, 1000]
     p = (1 + level) / 2
-    got = np.asarray(jax.jit(regret.student_t_quantile)(p, jnp.asarray(dfs, jnp.float32)))
+    got = np.asarray(jax.jit(student_t_quantile)(p, jnp.asarray(dfs, jnp.float32)))
     np.testing.assert_allclose(got, [t_quantile(p, df) for df in dfs], rtol=5e-5)
 
 
@@ -140,11 +166,11 @@ def evidence(h: int, seed: int, cells: np.ndarray) -> VariantEvidence:
     )  # fmt: skip
 
 
-def gains(small: np.ndarray, large: np.ndarray) -> list[meta.Gain]:
+def gains(small: np.ndarray, large: np.ndarray) -> list[Gain]:
     """Returns the controller's gain for each draw; ``small``/``large`` are ``[R, S, C]`` cells."""
     out = []
     for a, b in zip(small, large, strict=True):
-        out.append(meta.marginal_gain(
+        out.append(marginal_gain(
             "hidden_dim", {"buffer_size": 100}, [evidence(8, s, c) for s, c in enumerate(a)],
             [evidence(16, s, c) for s, c in enumerate(b)], epsilon=0.0, relative=False,
             bootstrap_samples=BOOT, rng=np.random.default_rng(BOOT_SEED),
@@ -239,7 +265,7 @@ def test_avg_regret_interval_covers_the_true_regret():
     draws, cells, truth = 1000, 150, 1.5
     x = rng.normal(truth, 0.7, (draws, 1, cells))
     ci = np.array([
-        meta.avg_regret_ci([evidence(8, 0, c[0])], bootstrap_samples=BOOT, rng=np.random.default_rng(BOOT_SEED))
+        avg_regret_ci([evidence(8, 0, c[0])], bootstrap_samples=BOOT, rng=np.random.default_rng(BOOT_SEED))
         for c in x
     ])  # fmt: skip
     a_boot, _ = numpy_paired_bootstrap(x, x)

@@ -12,7 +12,10 @@ from hypothesis import strategies as st
 from synthetic_runs import SyntheticRun, build_run, mlp_num_params, variant_name
 
 from augnes_jax import files, meta
-from augnes_jax.meta import MetaJudgmentController, VariantEvidence, decide, two_level_bootstrap
+from augnes_jax.decision import decide, latest_gains, marginal_gain
+from augnes_jax.evidence import VariantEvidence
+from augnes_jax.meta import MetaJudgmentController
+from augnes_jax.statistics import two_level_bootstrap
 
 EPS = 0.05
 
@@ -73,7 +76,7 @@ def _ev(h, b, seed, cells, num_params=None) -> VariantEvidence:
 
 def test_constant_cells_single_seed_gives_a_point_interval():
     small, large = [_ev(8, 1, 0, [1.0, 1.0, 1.0])], [_ev(16, 1, 0, [0.7, 0.7, 0.7])]
-    g = meta.marginal_gain(
+    g = marginal_gain(
         "hidden_dim", {"buffer_size": 1}, small, large, epsilon=0.1, relative=False,
         bootstrap_samples=200, rng=np.random.default_rng(0),
     )  # fmt: skip
@@ -87,7 +90,7 @@ def test_interval_covers_the_student_t_interval_over_seeds():
     # Two seeds that disagree: the percentile bootstrap alone sees only three seed-level draws.
     small = [_ev(8, 1, 0, [1.0, 1.02]), _ev(8, 1, 1, [0.9, 0.92])]
     large = [_ev(16, 1, 0, [0.6, 0.62]), _ev(16, 1, 1, [0.88, 0.9])]
-    g = meta.marginal_gain(
+    g = marginal_gain(
         "hidden_dim", {"buffer_size": 1}, small, large, epsilon=0.05, relative=False,
         bootstrap_samples=500, rng=np.random.default_rng(0),
     )  # fmt: skip
@@ -125,6 +128,20 @@ def test_noise_alone_never_expands(noise_seed, num_seeds, seed_sd, cell_sd, leve
 
 
 # --------------------------------------------------------------- evidence from event files
+
+
+def test_latest_gains_keeps_each_ladders_step_into_its_largest_capacity():
+    # two ladders per axis, three widths on one: by hand, the steps 16->32 (b=1) and 8->16 (b=2)
+    evs = [_ev(h, b, 0, [1.0 / h, 1.1 / h]) for h in (8, 16, 32) for b in (1, 2) if (h, b) != (32, 2)]
+    d = decide(evs, epsilon=0.0, bootstrap_samples=50)
+    got = [(g.axis, dict(g.ladder), g.from_, g.to) for g in latest_gains(d.gains)]
+    assert got == [
+        ("hidden_dim", {"buffer_size": 1}, 16, 32),
+        ("hidden_dim", {"buffer_size": 2}, 8, 16),
+        ("buffer_size", {"hidden_dim": 8}, 1, 2),
+        ("buffer_size", {"hidden_dim": 16}, 1, 2),
+    ]
+    assert latest_gains([]) == []
 
 
 def test_evidence_values_match_float64_reference(tmp_path):
@@ -439,7 +456,7 @@ def test_cli_watch_prints_only_when_the_decision_changes(tmp_path, capsys):
 
 def test_unreplicated_evidence_is_never_significant():
     small, large = [_ev(8, 1, 0, [1.0])], [_ev(16, 1, 0, [0.2])]
-    g = meta.marginal_gain(
+    g = marginal_gain(
         "hidden_dim", {"buffer_size": 1}, small, large, epsilon=0.05, relative=False,
         bootstrap_samples=100, rng=np.random.default_rng(0),
     )  # fmt: skip

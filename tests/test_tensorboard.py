@@ -27,8 +27,11 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 from augnes_jax import dashboard
 from augnes_jax.alerts import alert_sentence
 from augnes_jax.config import load_config
+from augnes_jax.evidence import DIVERGED_TAG, NUM_PARAMS_TAG, read_variants
 from augnes_jax.judgments import read_judgments
-from augnes_jax.meta import DIVERGED_TAG, NUM_PARAMS_TAG, MetaJudgmentController, read_variants
+from augnes_jax.meta import MetaJudgmentController
+from augnes_jax.sweep import Sweep
+from augnes_jax.sweep_io import TB_FIGURES, capacity_run
 from augnes_jax.tensorboard_io import (
     MAX_LINES,
     RunWriter,
@@ -36,8 +39,6 @@ from augnes_jax.tensorboard_io import (
     png_size,
     write_regret_summaries,
 )
-from augnes_jax.sweep import Sweep
-from augnes_jax.sweep_io import TB_FIGURES, capacity_run
 from tests.sweep_configs import TINY
 
 KEEP_ALL = {kind: 0 for kind in ea.DEFAULT_SIZE_GUIDANCE}

@@ -1,0 +1,178 @@
+"""The dashboard's transition-pattern plot: true against predicted Δs over a 2-D state slice.
+
+Drawn for the best and the smallest model of a run, from its checkpoints and the environment's
+``transition_slice``; skipped with a warning (never an error) when either is not available, so
+a missing checkpoint does not cost the other plots.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from augnes_jax.dashboard_plots import PlotData, empty_note, new_figure, set_title
+from augnes_jax.evidence import VariantEvidence
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "EnvFactory",
+    "WorldModelLoader",
+    "arrow_dims",
+    "default_sources",
+    "pick_models",
+    "plot_transition",
+    "predict_delta",
+    "slice_grid",
+]
+
+
+WorldModelLoader = Callable[[Path, str], Any]
+EnvFactory = Callable[[str], Any]
+
+
+def default_sources() -> tuple[WorldModelLoader | None, EnvFactory | None]:
+    """Returns the package's world-model loader and environment factory (None where unavailable)."""
+    loader = env_factory = None
+    try:
+        import augnes_jax
+
+        loader = getattr(augnes_jax, "load_world_model", None)
+        if loader is None:
+            from augnes_jax.checkpoint import load_world_model as loader
+    except ImportError as e:
+        log.warning("transition_pattern.png skipped: no world-model loader (%s)", e)
+    try:
+        from augnes_jax.envs import make as env_factory
+    except ImportError as e:
+        log.warning("transition_pattern.png skipped: no environment registry (%s)", e)
+    return loader, env_factory
+
+
+def slice_grid(info: dict, num: int) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Returns ``(xs [nx], ys [ny], discrete)`` for a slice whose flat index is ``row * nx + col``."""
+    if info.get("grid") is not None:
+        g = np.asarray(info["grid"], np.float64)
+        return g, g, False
+    if info.get("grid_shape") is not None:
+        ny, nx = (int(x) for x in info["grid_shape"])
+        return np.arange(nx, dtype=np.float64), np.arange(ny, dtype=np.float64), True
+    n = math.isqrt(num)
+    return np.arange(n, dtype=np.float64), np.arange(n, dtype=np.float64), False
+
+
+def arrow_dims(info: dict, d: int) -> tuple[int, int]:
+    """Returns the state dims drawn as arrow (x, y) components, matched by name to the axes."""
+    dims = [int(x) for x in (info.get("dims") or [0, min(1, d - 1)])][:2]
+    names = list(info.get("dim_names") or [])
+    xname, yname = str(info.get("x", "")), str(info.get("y", ""))
+    named = {n: i for i, n in enumerate(names)}
+    if xname in named and yname in named:
+        return named[xname], named[yname]
+    return dims[0], dims[1] if len(dims) > 1 else dims[0]
+
+
+def predict_delta(model: Any, obs: np.ndarray, action: np.ndarray) -> np.ndarray:
+    """Returns the model's predicted Δs ``[N, D]`` for a batch (vmapped if it predicts one row)."""
+    pred = np.asarray(model.predict_delta(obs, action), np.float64)
+    if pred.shape[0] != obs.shape[0]:
+        import jax
+
+        pred = np.asarray(jax.vmap(model.predict_delta)(obs, action), np.float64)
+    return pred
+
+
+def pick_models(d: PlotData) -> list[tuple[str, list[VariantEvidence]]]:
+    """Returns the roles drawn ("best", "smallest"), each with its candidates in order of preference.
+
+    Later candidates stand in where an earlier one is not in the checkpoint (an ``auto`` run
+    renames the variants it grows).
+    """
+    if not d.evidence:
+        return []
+    best = sorted(d.evidence, key=lambda e: (e.avg_regret, e.hidden_dim, e.name))
+    smallest = sorted(d.evidence, key=lambda e: (e.num_params or e.hidden_dim, e.hidden_dim, e.buffer_size, e.avg_regret))
+    return [("best", best), ("smallest", smallest)]
+
+
+def plot_transition(
+    d: PlotData, dpi: int, run_dir: Path, loader: WorldModelLoader | None, env_factory: EnvFactory | None, n: int,
+):  # fmt: skip
+    """Returns the transition-pattern figure (best and smallest model), or None when skipped."""
+    if loader is None or env_factory is None:
+        return None
+    picks = pick_models(d)
+    if not picks:
+        log.warning("transition_pattern.png skipped: no evidence to pick a model from")
+        return None
+    from augnes_jax.checkpoint import UnknownVariantError
+
+    panels = []
+    for role, candidates in picks:
+        for i, ev in enumerate(candidates):
+            try:
+                model = loader(run_dir, ev.name)
+                break
+            except UnknownVariantError as e:
+                if i + 1 == len(candidates):
+                    log.warning("transition_pattern.png skipped: no variant of the run is in its checkpoint (%s)", e)
+                    return None
+            except Exception as e:  # a missing or unreadable checkpoint must not cost the other plots
+                log.warning("transition_pattern.png skipped: cannot load %s (%s: %s)", ev.name, type(e).__name__, e)
+                return None
+        try:
+            env = env_factory(model.meta["env"])
+            slicer = getattr(env, "transition_slice", None)
+            if slicer is None:
+                log.warning("transition_pattern.png skipped: environment %s has no transition_slice", model.meta["env"])
+                return None
+            obs, action, true_delta, info = slicer(env.default_params(), n)
+            obs, action = np.asarray(obs), np.asarray(action)
+            true_delta = np.asarray(true_delta, np.float64)
+            pred = predict_delta(model, obs, action)
+        except Exception as e:  # a missing or unreadable checkpoint must not cost the other plots
+            log.warning("transition_pattern.png skipped: cannot load %s (%s: %s)", ev.name, type(e).__name__, e)
+            return None
+        panels.append((role, ev, true_delta, pred, dict(info or {})))
+
+    fig = new_figure(figsize=(11.0, 4.6), dpi=dpi)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (role, ev, true_delta, pred, info) in zip(axes, panels, strict=True):
+        xs, ys, discrete = slice_grid(info, len(true_delta))
+        nx, ny = len(xs), len(ys)
+        err = np.linalg.norm(pred - true_delta, axis=1)
+        if nx * ny != len(err):
+            empty_note(ax, f"slice of {len(err)} points is not a grid")
+            continue
+        grid_err = err.reshape(ny, nx)
+        dx = (xs[1] - xs[0]) if nx > 1 else 1.0
+        dy = (ys[1] - ys[0]) if ny > 1 else 1.0
+        extent = (xs[0] - dx / 2, xs[-1] + dx / 2, ys[0] - dy / 2, ys[-1] + dy / 2)
+        im = ax.imshow(grid_err, origin="lower", extent=extent, aspect="auto", cmap="Reds", interpolation="nearest")
+        fig.colorbar(im, ax=ax, label="|predicted Δs - true Δs|")
+        ix, iy = arrow_dims(info, true_delta.shape[1])
+        gx, gy = np.meshgrid(xs, ys, indexing="xy")
+        step = max(1, math.ceil(max(nx, ny) / 12))  # at most 12 arrows per side: readable
+        sl = (slice(None, None, step), slice(None, None, step))
+        scale_ref = max(np.abs(true_delta[:, [ix, iy]]).max(), np.abs(pred[:, [ix, iy]]).max(), 1e-12)
+        scale = scale_ref / (0.8 * step * min(abs(dx), abs(dy)))
+        for field, colour, label in ((true_delta, "black", "true Δs"), (pred, "tab:blue", "predicted Δs")):
+            u = field[:, ix].reshape(ny, nx)[sl]
+            v = field[:, iy].reshape(ny, nx)[sl]
+            ax.quiver(gx[sl], gy[sl], u, v, color=colour, angles="xy", scale_units="xy", scale=scale, width=0.004, label=label)
+        if discrete:
+            ax.invert_yaxis()
+        names = list(info.get("dim_names") or [])
+        comp = f"arrows: (Δ{names[ix]}, Δ{names[iy]})" if max(ix, iy) < len(names) else f"arrows: dims ({ix}, {iy})"
+        ax.set_xlabel(f"{info.get('x', 'slice x')}   [{comp}]")
+        ax.set_ylabel(str(info.get("y", "slice y")))
+        mse = float(np.mean((pred - true_delta) ** 2))
+        set_title(ax, f"{role}: {ev.name} (slice MSE {mse:.3g})", fontsize=10)
+        ax.legend(loc="upper right", fontsize=7)
+    fig.suptitle("Transition pattern: true vs predicted Δs over a 2-D state slice")
+    return fig
