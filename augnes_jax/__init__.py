@@ -54,10 +54,11 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "RunWriter": ("augnes_jax.tensorboard_io", "RunWriter"),
     "TensorBoardReader": ("augnes_jax.tensorboard_io", "TensorBoardReader"),
     "Sweep": ("augnes_jax.sweep", "Sweep"),
-    "build_strategy_stats": ("augnes_jax.stats", "build_strategy_stats"),
-    "write_strategy_stats": ("augnes_jax.stats", "write_strategy_stats"),
+    "build_strategy_stats": ("augnes_jax.strategy_stats", "build_strategy_stats"),
+    "write_strategy_stats": ("augnes_jax.strategy_stats", "write_strategy_stats"),
     "MetaJudgmentController": ("augnes_jax.meta", "MetaJudgmentController"),
-    "Decision": ("augnes_jax.meta", "Decision"),
+    "Decision": ("augnes_jax.decision", "Decision"),
+    "Gain": ("augnes_jax.decision", "Gain"),
     "render_dashboard": ("augnes_jax.dashboard", "render"),
 }
 

@@ -26,7 +26,7 @@ import numpy as np
 from augnes_jax.judgments_columns import Judgments
 from augnes_jax.judgments_reader import parse_lines
 from augnes_jax.judgments_schema import JudgmentError, check_record, is_json_object
-from augnes_jax.stats import experiment_keys
+from augnes_jax.strategy_stats import experiment_keys
 
 __all__ = ["JudgmentTail", "NewJudgments"]
 
