@@ -131,8 +131,8 @@ def run(argv: list[str] | None = None) -> dict:
     else:
         raise InputError("give --obs and --action, or --obs-file and --action-file")
 
-    from augnes_jax.checkpoint import load_world_model  # keep `--help` and input errors fast
     from augnes_jax.compile_cache import configure
+    from augnes_jax.inference import load_world_model  # keep `--help` and input errors fast
 
     configure("auto")  # the environment's JAX_COMPILATION_CACHE_DIR, else the user cache directory
 

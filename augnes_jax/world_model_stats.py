@@ -2,7 +2,7 @@
 
 File shape (written atomically; non-finite numbers become ``null``)::
 
-    {"schema": 1, "generated_at": "<ISO-8601 UTC>", "epsilon": 0.001,
+    {"schema": 1, "generated_at": "2026-01-02T03:04:05Z", "epsilon": 0.001,
      "variants": {"h64-b10000-s0": {
          "hidden_dim": 64, "buffer_size": 10000, "seed": 0, "num_params": 4934,
          "epochs": [{"epoch": 0, "train_loss": 0.1, "val_mse": 0.002,
@@ -18,7 +18,6 @@ neither duplicates an epoch.
 
 from __future__ import annotations
 
-import datetime as _dt
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -27,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from augnes_jax import files
+from augnes_jax.clock import utc_now
 
 SCHEMA = 1
 _META_KEYS = ("hidden_dim", "buffer_size", "seed", "num_params")
@@ -182,7 +182,7 @@ class WorldModelStats:
 
     def to_dict(self) -> dict[str, Any]:
         """Returns the JSON document (strict JSON values) of everything recorded."""
-        now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+        now = utc_now(timespec="seconds")
         return files.to_jsonable(
             {
                 "schema": SCHEMA,

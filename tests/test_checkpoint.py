@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from augnes_jax import checkpoint as ckpt
+from augnes_jax import checkpoint_meta, checkpoint_read, inference
 from augnes_jax import world_model as W
 
 OBS, ACT = 4, 2
@@ -97,12 +98,12 @@ def test_load_in_a_fresh_process_matches_the_in_memory_model(trained_run, tmp_pa
     script = textwrap.dedent(
         f"""
         import json, sys, numpy as np
-        from augnes_jax.checkpoint import load_world_model
+        from augnes_jax.inference import load_world_model
         obs, act = np.load({str(tmp_path / "obs.npy")!r}), np.load({str(tmp_path / "act.npy")!r})
         out = {{}}
         for name in ("best", "h3-b256-s0", "h8-b256-s0"):
             p = load_world_model({str(run_dir)!r}, variant=name)
-            out[name] = {{"variant": p.variant, "hidden_dim": p.hidden_dim,
+            out[name] = {{"variant": p.variant, "hidden_dim": p.hidden_dim, "env": p.env,
                          "delta": np.asarray(p.predict_delta(obs, act)).tolist(),
                          "one": np.asarray(p.predict_next(obs[0], act[0])).tolist(),
                          "kernel": list(p.params["params"]["hidden_1"]["kernel"].shape),
@@ -122,6 +123,7 @@ def test_load_in_a_fresh_process_matches_the_in_memory_model(trained_run, tmp_pa
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["best"]["variant"] == "h16-b256-s0"  # lowest val_mse in the meta
+    assert out["best"]["env"] == "toy"
     assert out["h3-b256-s0"]["kernel"] == [3, 3]  # sliced down to a dense width-3 network
     assert "cpu" in out["best"]["device"].lower()
     for name, key in (
@@ -193,9 +195,9 @@ def _copy_run(trained_run, tmp_path):
     return dst
 
 
-def _assert_one_line_error(run_dir, match, exc=ckpt.CheckpointError, **kwargs):
+def _assert_one_line_error(run_dir, match, exc=checkpoint_meta.CheckpointError, **kwargs):
     with pytest.raises(exc) as info:
-        ckpt.load_world_model(run_dir, **kwargs)
+        inference.load_world_model(run_dir, **kwargs)
     text = str(info.value)
     assert "\n" not in text
     assert match in text, text
@@ -210,7 +212,7 @@ def test_missing_partial_and_corrupt_checkpoints(trained_run, tmp_path):
     run = _copy_run(trained_run, tmp_path)
     _assert_one_line_error(run, "no checkpoint at step 7", step=7)
     text = _assert_one_line_error(
-        run, "unknown variant 'h99'", exc=ckpt.UnknownVariantError, variant="h99"
+        run, "unknown variant 'h99'", exc=checkpoint_meta.UnknownVariantError, variant="h99"
     )
     assert "h8-b256-s0" in text
 
@@ -250,7 +252,7 @@ def test_single_variant_layout_loads_without_val_mse(tmp_path):
     meta = {**_meta([variant]), "num_layers": 1}
     with ckpt.SweepCheckpointer(tmp_path / "checkpoints") as saver:
         saver.save(0, arrays=ckpt.world_model_arrays({"w6": state}), meta=meta)
-    p = ckpt.load_world_model(tmp_path)
+    p = inference.load_world_model(tmp_path)
     assert (p.variant, p.hidden_dim, p.step) == ("h6-b100-s0", 6, 0)
     obs, act, _ = _toy_data(3, 1)
     want = wm.predict_delta(jax.tree.map(lambda x: x[0], state), obs, act)
@@ -320,7 +322,7 @@ def test_a_directory_without_checkpoints_is_named(tmp_path):
 
 
 def _meta_file(step_dir: Path) -> Path:
-    return step_dir / ckpt.META_ITEM / "metadata"
+    return step_dir / checkpoint_read.META_ITEM / "metadata"
 
 
 def test_checksums_that_are_not_numbers_are_named_not_trusted(tmp_path):
@@ -331,8 +333,8 @@ def test_checksums_that_are_not_numbers_are_named_not_trusted(tmp_path):
     assert sorted(meta["checksums"]) == ["normalizer", "opt_state", "params"]  # every array item
     meta["checksums"]["params"] = [["x", 1, 2]]
     _meta_file(directory / "0").write_text(json.dumps(meta))
-    with pytest.raises(ckpt.CheckpointError, match=r"params: its recorded checksums are unreadable$"):
-        ckpt.restore_checkpoint(directory, 0)
+    with pytest.raises(checkpoint_meta.CheckpointError, match=r"params: its recorded checksums are unreadable$"):
+        checkpoint_read.restore_checkpoint(directory, 0)
 
 
 def test_a_meta_item_that_is_not_an_object_and_an_empty_directory_are_named(tmp_path):
@@ -340,14 +342,33 @@ def test_a_meta_item_that_is_not_an_object_and_an_empty_directory_are_named(tmp_
 
     directory = write_toy_checkpoint(tmp_path / "run") / "checkpoints"
     _meta_file(directory / "0").write_text("[1, 2]")
-    with pytest.raises(ckpt.CheckpointError, match=r"meta: expected a JSON object$"):
-        ckpt.restore_checkpoint(directory, 0)
-    with pytest.raises(ckpt.CheckpointError, match=r"no intact checkpoint in .*meta: expected a JSON object$"):
-        ckpt.restore_newest_intact(directory)
+    with pytest.raises(checkpoint_meta.CheckpointError, match=r"meta: expected a JSON object$"):
+        checkpoint_read.restore_checkpoint(directory, 0)
+    with pytest.raises(checkpoint_meta.CheckpointError, match=r"no intact checkpoint in .*meta: expected a JSON object$"):
+        checkpoint_read.restore_newest_intact(directory)
     empty = tmp_path / "empty"
     empty.mkdir()
-    for restore in (ckpt.restore_checkpoint, ckpt.restore_newest_intact):
-        with pytest.raises(ckpt.CheckpointError, match=r"empty: no committed checkpoint$"):
+    for restore in (checkpoint_read.restore_checkpoint, checkpoint_read.restore_newest_intact):
+        with pytest.raises(checkpoint_meta.CheckpointError, match=r"empty: no committed checkpoint$"):
             restore(empty)
-    with pytest.raises(ckpt.CheckpointError, match=r"nowhere: no checkpoint directory$"):
-        ckpt.restore_newest_intact(tmp_path / "nowhere")
+    with pytest.raises(checkpoint_meta.CheckpointError, match=r"nowhere: no checkpoint directory$"):
+        checkpoint_read.restore_newest_intact(tmp_path / "nowhere")
+
+
+def test_checkpoint_keeps_the_names_callers_import_from_it():
+    assert ckpt.load_world_model is inference.load_world_model and ckpt.Predictor is inference.Predictor
+    for name in ("CheckpointError", "UnknownVariantError", "CheckpointWriteError"):
+        assert getattr(ckpt, name) is getattr(checkpoint_meta, name)
+    for name in ("restore_checkpoint", "restore_newest_intact", "checkpoint_steps", "resolve_checkpoint_dir"):
+        assert getattr(ckpt, name) is getattr(checkpoint_read, name)
+
+
+def test_the_meta_format_imports_neither_orbax_nor_jax():
+    import ast
+
+    tree = ast.parse((REPO / "augnes_jax" / "checkpoint_meta.py").read_text())
+    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert imported  # the walk found the module's imports
+    assert not {m for m in imported if m.split(".")[0] in ("orbax", "jax", "flax", "numpy")}, imported
+    assert {m for m in imported if m.startswith("augnes_jax")} == {"augnes_jax.errors"}

@@ -1,6 +1,8 @@
 """The masked world model, its evaluation and its stats file, checked against references."""
 
 import json
+import re
+from datetime import UTC, datetime
 
 import jax
 import jax.numpy as jnp
@@ -105,6 +107,29 @@ def test_num_params_and_flops_are_hand_counts():
     }
     active = sum(int(np.sum(m)) for m in jax.tree.leaves(W.param_mask(params, mask)))
     assert active == W.num_params(OBS, ACT, 8, 2)
+
+
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_dense_params_are_the_weights_param_mask_keeps(num_layers):
+    wm = W.make_world_model(OBS, ACT, max_width=16, num_layers=num_layers)
+    state = wm.init(jax.random.key(4), 16)
+    # every weight nonzero, so the slice cannot pass by picking zeros
+    params = jax.tree.map(lambda x: x + jnp.arange(1, x.size + 1, dtype=x.dtype).reshape(x.shape), state.params)
+    h = 5
+    dense = W.dense_params(jax.tree.map(np.asarray, params), h)
+    kept = W.param_mask(params, W.unit_mask(h, 16))
+    for p, m, d in zip(jax.tree.leaves(params), jax.tree.leaves(kept), jax.tree.leaves(dense), strict=True):
+        # the active weights form the leading block, so in row-major order they are the dense ones
+        np.testing.assert_array_equal(np.asarray(p)[np.asarray(m) == 1], np.ravel(d))
+    assert sum(np.size(d) for d in jax.tree.leaves(dense)) == W.num_params(OBS, ACT, h, num_layers)
+    small = W.make_world_model(OBS, ACT, max_width=h, num_layers=num_layers)
+    shapes = jax.eval_shape(small.init_params, jax.random.key(0), h)
+    assert jax.tree.map(np.shape, dense) == jax.tree.map(lambda x: x.shape, shapes)
+    assert W.hidden_width(params) == 16 and W.hidden_width(dense) == h
+    extra = {"params": {**params["params"], "extra": params["params"]["out"]}}
+    for fn in (lambda: W.dense_params(extra, h), lambda: W.param_mask(extra, W.unit_mask(h, 16))):
+        with pytest.raises(ValueError, match="unexpected layer 'extra' in params"):
+            fn()
 
 
 # ----------------------------------------------------------------------------- training
@@ -441,9 +466,14 @@ def test_stats_record_write_and_resume(tmp_path):
     assert entry["passed"] is True and entry["diverged"] is False
     stats.record("h64-b10000-s0", 0, _metrics(np.nan), meta)  # replaces epoch 0
     path = tmp_path / "world_model_stats.json"
+    before = datetime.now(UTC).replace(microsecond=0)
     stats.write(path)
+    after = datetime.now(UTC)
     doc = json.loads(path.read_text())
     assert doc["schema"] == 1 and doc["epsilon"] == 1e-3
+    # the package's one UTC timestamp, to the second: "2026-01-02T03:04:05Z"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", doc["generated_at"]), doc["generated_at"]
+    assert before <= datetime.fromisoformat(doc["generated_at"]) <= after
     v = doc["variants"]["h64-b10000-s0"]
     assert [v[k] for k in ("hidden_dim", "buffer_size", "seed", "num_params")] == [
         64,
