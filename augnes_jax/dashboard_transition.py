@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from augnes_jax import checkpoint_meta
 from augnes_jax.dashboard_plots import PlotData, empty_note, new_figure, set_title
 from augnes_jax.evidence import VariantEvidence
 
@@ -44,7 +45,7 @@ def default_sources() -> tuple[WorldModelLoader | None, EnvFactory | None]:
 
         loader = getattr(augnes_jax, "load_world_model", None)
         if loader is None:
-            from augnes_jax.checkpoint import load_world_model as loader
+            from augnes_jax.inference import load_world_model as loader
     except ImportError as e:
         log.warning("transition_pattern.png skipped: no world-model loader (%s)", e)
     try:
@@ -110,7 +111,7 @@ def plot_transition(
     if not picks:
         log.warning("transition_pattern.png skipped: no evidence to pick a model from")
         return None
-    from augnes_jax.checkpoint import UnknownVariantError
+    from augnes_jax.checkpoint_meta import UnknownVariantError
 
     panels = []
     for role, candidates in picks:
@@ -126,10 +127,10 @@ def plot_transition(
                 log.warning("transition_pattern.png skipped: cannot load %s (%s: %s)", ev.name, type(e).__name__, e)
                 return None
         try:
-            env = env_factory(model.meta["env"])
+            env = env_factory(checkpoint_meta.env_name(model.meta))
             slicer = getattr(env, "transition_slice", None)
             if slicer is None:
-                log.warning("transition_pattern.png skipped: environment %s has no transition_slice", model.meta["env"])
+                log.warning("transition_pattern.png skipped: environment %s has no transition_slice", checkpoint_meta.env_name(model.meta))
                 return None
             obs, action, true_delta, info = slicer(env.default_params(), n)
             obs, action = np.asarray(obs), np.asarray(action)

@@ -20,18 +20,20 @@ PACKAGE = Path(__file__).resolve().parents[1] / "augnes_jax"
 # The jittable core: pure functions of arrays, no I/O. It may import only itself.
 CORE = {
     "augnes_jax.buffer",
-    "augnes_jax.envs",
-    "augnes_jax.envs.base",
-    "augnes_jax.envs.gridworld",
-    "augnes_jax.envs.numpy_reference",
-    "augnes_jax.envs.reacher",
     "augnes_jax.epoch",
     "augnes_jax.planner",
     "augnes_jax.regret",
     "augnes_jax.rollout",
+    "augnes_jax.statistics",
     "augnes_jax.variants",
     "augnes_jax.world_model",
     "augnes_jax.world_model_eval",
+    "augnes_jax.world_model_net",
+    "augnes_jax.world_model_normalizer",
+    "augnes_jax.world_model_train",
+} | {  # every environment module; the command line (python -m augnes_jax.envs) is shell
+    "augnes_jax.envs" + ("" if p.stem == "__init__" else f".{p.stem}")
+    for p in (PACKAGE / "envs").glob("*.py") if p.stem != "__main__"
 }
 
 # Libraries only the shell may load.
