@@ -307,8 +307,12 @@ def check_goals(cfg: Config, num_goals: int) -> None:
 
 def validate(cfg: Config) -> Config:
     """Returns `cfg` unchanged if every value is possible; raises :class:`ConfigError` otherwise."""
-    from augnes_jax.envs import registry  # local: keep config importable on its own
+    for check in (_check_run, _check_env, _check_variants, _check_world_model, _check_planner, _check_rest):
+        check(cfg)
+    return cfg
 
+
+def _check_run(cfg: Config) -> None:
     if cfg.run_name is not None and not _NAME_RE.match(cfg.run_name):
         raise ConfigError("run_name", f"must be a plain name of letters, digits, '_', '-', '.', got {cfg.run_name!r}")
     if not cfg.runs_dir:
@@ -324,6 +328,10 @@ def validate(cfg: Config) -> Config:
     if problem:
         raise ConfigError("compile_cache", problem)
 
+
+def _check_env(cfg: Config) -> None:
+    from augnes_jax.envs import registry  # local: keep config importable on its own
+
     if not registry.is_known(cfg.env.name):
         raise ConfigError("env.name", f"must be one of {', '.join(registry.known_names())} "
                                       f"or an import path package.module:factory, got {cfg.env.name!r}")
@@ -334,6 +342,8 @@ def validate(cfg: Config) -> Config:
     if num_goals is not None:
         check_goals(cfg, num_goals)
 
+
+def _check_variants(cfg: Config) -> None:
     v = cfg.variants
     _unique_positive_list("variants.hidden_dims", v.hidden_dims)
     _unique_positive_list("variants.buffer_sizes", v.buffer_sizes)
@@ -345,6 +355,8 @@ def validate(cfg: Config) -> Config:
     if v.auto_max_hidden_dim < v.auto_start_hidden_dim:
         raise ConfigError("variants.auto_max_hidden_dim", "must be >= variants.auto_start_hidden_dim")
 
+
+def _check_world_model(cfg: Config) -> None:
     w = cfg.world_model
     if w.num_layers not in (1, 2):
         raise ConfigError("world_model.num_layers", f"must be 1 or 2, got {w.num_layers}")
@@ -359,6 +371,8 @@ def validate(cfg: Config) -> Config:
         raise ConfigError("world_model.k_steps", f"{max(w.k_steps)} exceeds env.episode_length {cfg.env.episode_length}")
     _positive("world_model.epsilon", w.epsilon)
 
+
+def _check_planner(cfg: Config) -> None:
     p = cfg.planner
     _choice("planner.method", p.method, ("cem", "random_shooting"))
     _positive("planner.horizon", p.horizon)
@@ -373,6 +387,8 @@ def validate(cfg: Config) -> Config:
     _positive("planner.episodes_per_goal", p.episodes_per_goal)
     _non_negative("planner.random_collect_epochs", p.random_collect_epochs)
 
+
+def _check_rest(cfg: Config) -> None:
     r = cfg.regret
     _choice("regret.goal_sampling", r.goal_sampling, ("uniform", "regret"))
     _positive("regret.priority_temperature", r.priority_temperature)
@@ -393,4 +409,3 @@ def validate(cfg: Config) -> Config:
     _non_negative("alerts.retries", a.retries)
 
     _positive("checkpoint.keep_last", cfg.checkpoint.keep_last)
-    return cfg
