@@ -219,18 +219,21 @@ class _Run:
 
     def vmap(self) -> None:
         n = 3
-        keys = jax.random.split(jax.random.key(4), n)
+
+        def keys(salt):  # a fresh array each call: no key is used twice
+            return jax.random.split(jax.random.key(salt), n)
+
         goals = jnp.arange(n, dtype=jnp.int32) % self.env.num_goals
-        batch = jax.vmap(self.env.reset, in_axes=(0, None, 0))(keys, self.params, goals)
+        batch = jax.vmap(self.env.reset, in_axes=(0, None, 0))(keys(4), self.params, goals)
         if self.deterministic["reset"]:
             for i in range(n):
-                if not _same(jax.tree.map(lambda x, i=i: x[i], batch), self._reset(keys[i], goals[i]), exact=False):
+                if not _same(jax.tree.map(lambda x, i=i: x[i], batch), self._reset(keys(4)[i], goals[i]), exact=False):
                     raise _Failed(f"reset: under jax.vmap gives another (obs, state) for episode {i}")
-        actions = jax.vmap(lambda k: _random_action(self.env, k))(keys)
-        out = as_step_output(jax.vmap(self.env.step, in_axes=(0, 0, 0, None))(keys, batch[1], actions, self.params))
+        actions = jax.vmap(lambda k: _random_action(self.env, k))(keys(5))
+        out = as_step_output(jax.vmap(self.env.step, in_axes=(0, 0, 0, None))(keys(6), batch[1], actions, self.params))
         if self.deterministic["step"]:
             for i in range(n):
-                one = self._step(keys[i], jax.tree.map(lambda x, i=i: x[i], batch[1]), actions[i])
+                one = self._step(keys(6)[i], jax.tree.map(lambda x, i=i: x[i], batch[1]), actions[i])
                 if not _same(jax.tree.map(lambda x, i=i: x[i], out), one, exact=False):
                     raise _Failed(f"step: under jax.vmap gives another output for episode {i}")
 
@@ -343,30 +346,29 @@ def _roll_out(env: Any, params: Any, length: int, n: int) -> dict[str, Any]:
     ``valid[i, t]`` is whether episode ``i`` was still running at step ``t + 1``; ``after_done[i]``
     whether the step taken from the state the last step returned was again done.
     """
-    keys = jax.random.split(jax.random.key(6), n)
     goals = jnp.arange(n, dtype=jnp.int32) % env.num_goals
 
     @jax.jit
-    def run(keys):
-        obs0, state0 = jax.vmap(env.reset, in_axes=(0, None, 0))(keys, params, goals)
+    def run(reset_keys, step_keys, extra_keys):
+        obs0, state0 = jax.vmap(env.reset, in_axes=(0, None, 0))(reset_keys, params, goals)
 
         def body(carry, t):
             obs, state, done = carry
-            k = jax.vmap(lambda kk: jax.random.fold_in(kk, t))(keys)
-            action = jax.vmap(lambda kk: _random_action(env, jax.random.fold_in(kk, 1)))(k)
-            out = as_step_output(jax.vmap(env.step, in_axes=(0, 0, 0, None))(k, state, action, params))
+            k_act, k_env = jax.vmap(lambda kk: tuple(jax.random.split(jax.random.fold_in(kk, t))))(step_keys)
+            action = jax.vmap(lambda kk: _random_action(env, kk))(k_act)
+            out = as_step_output(jax.vmap(env.step, in_axes=(0, 0, 0, None))(k_env, state, action, params))
             row = dict(obs=obs, action=action, next_obs=out.obs, reward=out.reward,
                        terminated=out.terminated, truncated=out.truncated, valid=~done)
             return (out.obs, out.state, done | out.terminated | out.truncated), row
 
         (_, last, _), rows = jax.lax.scan(body, (obs0, state0, jnp.zeros(n, bool)), jnp.arange(length))
-        k = jax.vmap(lambda kk: jax.random.fold_in(kk, length))(keys)
-        actions = jax.vmap(lambda kk: _random_action(env, kk))(k)
-        extra = as_step_output(jax.vmap(env.step, in_axes=(0, 0, 0, None))(k, last, actions, params))
+        k_act, k_env = jax.vmap(lambda kk: tuple(jax.random.split(kk)))(extra_keys)
+        actions = jax.vmap(lambda kk: _random_action(env, kk))(k_act)
+        extra = as_step_output(jax.vmap(env.step, in_axes=(0, 0, 0, None))(k_env, last, actions, params))
         rows = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), rows)
         return rows, extra.terminated | extra.truncated, state0
 
-    rows, after_done, state0 = run(keys)
+    rows, after_done, state0 = run(*(jax.random.split(jax.random.key(salt), n) for salt in (6, 7, 8)))
     out = {name: np.asarray(v) for name, v in rows.items()}
     out.update(after_done=np.asarray(after_done), first_state=state0, goal=np.asarray(goals))
     return out

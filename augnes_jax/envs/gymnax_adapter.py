@@ -148,7 +148,7 @@ def maze_values(free: jax.Array, goal: jax.Array, horizon: int, slip: jax.Array,
     h, w = free.shape
     rr, cc = jnp.meshgrid(jnp.arange(h), jnp.arange(w), indexing="ij")
     cells = jnp.stack([rr.ravel(), cc.ravel()], axis=1)
-    target = jnp.clip(cells[None] + directions[:, None], 0, jnp.asarray([h - 1, w - 1]))  # [A, HW, 2]
+    target = jnp.clip(cells[None] + directions[:, None], 0, jnp.asarray([[[h - 1, w - 1]]]))  # [A, HW, 2]
     moved = jnp.where(free[target[..., 0], target[..., 1]][..., None], target, cells[None])
     reached = jnp.all(moved == goal[None, None], axis=-1)  # [A, HW]
     slip = jnp.clip(slip, 0.0, 1.0)
