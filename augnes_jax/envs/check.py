@@ -374,25 +374,25 @@ def _roll_out(env: Any, params: Any, length: int, n: int) -> dict[str, Any]:
     return out
 
 
-# name, method of _Run, the checks it needs to have passed
-_CHECKS: tuple[tuple[str, Callable[[_Run], None], tuple[str, ...]], ...] = (
-    ("attributes", _Run.attributes, ()),
-    ("default_params", _Run.default_params, ("attributes",)),
-    ("reset", _Run.reset, ("default_params",)),
-    ("reset determinism", _Run.reset_determinism, ("reset",)),
-    ("step", _Run.step, ("reset",)),
-    ("step determinism", _Run.step_determinism, ("step",)),
-    ("jit", _Run.jit, ("step",)),
-    ("vmap", _Run.vmap, ("step",)),
-    ("termination and truncation", _Run.episodes, ("step",)),
-    ("no auto-reset", _Run.no_auto_reset, ("termination and truncation",)),
-    ("sample_action", _Run.sample_action, ("attributes",)),
-    ("goals", _Run.goals, ("default_params",)),
-    ("obs_from_state", _Run.obs_from_state, ("termination and truncation",)),
-    ("state_from_obs", _Run.state_from_obs, ("termination and truncation",)),
-    ("reward_from_obs", _Run.reward_from_obs, ("termination and truncation",)),
-    ("terminal_from_obs", _Run.terminal_from_obs, ("termination and truncation",)),
-    ("exact_optimal_return", _Run.exact_optimal_return, ("termination and truncation",)),
+# name, method of _Run, the checks it needs to have passed, the env method an exception names
+_CHECKS: tuple[tuple[str, Callable[[_Run], None], tuple[str, ...], str], ...] = (
+    ("attributes", _Run.attributes, (), "attributes"),
+    ("default_params", _Run.default_params, ("attributes",), "default_params"),
+    ("reset", _Run.reset, ("default_params",), "reset"),
+    ("reset determinism", _Run.reset_determinism, ("reset",), "reset"),
+    ("step", _Run.step, ("reset",), "step"),
+    ("step determinism", _Run.step_determinism, ("step",), "step"),
+    ("jit", _Run.jit, ("step",), "reset or step under jax.jit"),
+    ("vmap", _Run.vmap, ("step",), "reset or step under jax.vmap"),
+    ("termination and truncation", _Run.episodes, ("step",), "step"),
+    ("no auto-reset", _Run.no_auto_reset, ("termination and truncation",), "step"),
+    ("sample_action", _Run.sample_action, ("attributes",), "sample_action"),
+    ("goals", _Run.goals, ("default_params",), "goals"),
+    ("obs_from_state", _Run.obs_from_state, ("termination and truncation",), "obs_from_state"),
+    ("state_from_obs", _Run.state_from_obs, ("termination and truncation",), "state_from_obs"),
+    ("reward_from_obs", _Run.reward_from_obs, ("termination and truncation",), "reward_from_obs"),
+    ("terminal_from_obs", _Run.terminal_from_obs, ("termination and truncation",), "terminal_from_obs"),
+    ("exact_optimal_return", _Run.exact_optimal_return, ("termination and truncation",), "exact_optimal_return"),
 )
 
 
@@ -406,17 +406,17 @@ def run_checks(env: Any, *, episode_length: int | None = None) -> list[Check]:
     """
     run = _Run(env, int(episode_length) if episode_length is not None else 4)
     results: dict[str, Check] = {}
-    for name, method, needs in _CHECKS:
+    for name, method, needs, method_name in _CHECKS:
         if name in OPTIONAL and not callable(getattr(env, name, None)):
             results[name] = Check(name, ABSENT)
         elif any(results[n].status != PASSED for n in needs):
             results[name] = Check(name, SKIPPED, "needs " + ", ".join(needs))
         else:
-            results[name] = _outcome(name, method, run)
+            results[name] = _outcome(name, method, method_name, run)
     return list(results.values())
 
 
-def _outcome(name: str, method: Callable[[_Run], None], run: _Run) -> Check:
+def _outcome(name: str, method: Callable[[_Run], None], method_name: str, run: _Run) -> Check:
     try:
         method(run)
     except _Failed as e:
@@ -426,8 +426,8 @@ def _outcome(name: str, method: Callable[[_Run], None], run: _Run) -> Check:
     except NotImplementedError as e:
         return Check(name, ABSENT, str(e).splitlines()[0] if str(e) else "not implemented")
     except Exception as e:  # noqa: BLE001 - the env's own code failed
-        method_name = name.split()[0]
-        return Check(name, FAILED, f"{method_name}: raised {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+        first = str(e).splitlines()[0] if str(e) else ""
+        return Check(name, FAILED, f"{method_name}: raised {type(e).__name__}: {first}")
     return Check(name, PASSED)
 
 
