@@ -224,13 +224,14 @@ class _Run:
             return jax.random.split(jax.random.key(salt), n)
 
         goals = jnp.arange(n, dtype=jnp.int32) % self.env.num_goals
-        batch = jax.vmap(self.env.reset, in_axes=(0, None, 0))(keys(4), self.params, goals)
+        batch = jax.jit(jax.vmap(self.env.reset, in_axes=(0, None, 0)))(keys(4), self.params, goals)
         if self.deterministic["reset"]:
             for i in range(n):
                 if not _same(jax.tree.map(lambda x, i=i: x[i], batch), self._reset(keys(4)[i], goals[i]), exact=False):
                     raise _Failed(f"reset: under jax.vmap gives another (obs, state) for episode {i}")
-        actions = jax.vmap(lambda k: _random_action(self.env, k))(keys(5))
-        out = as_step_output(jax.vmap(self.env.step, in_axes=(0, 0, 0, None))(keys(6), batch[1], actions, self.params))
+        actions = jax.jit(jax.vmap(lambda k: _random_action(self.env, k)))(keys(5))
+        step = jax.jit(jax.vmap(self.env.step, in_axes=(0, 0, 0, None)))
+        out = as_step_output(step(keys(6), batch[1], actions, self.params))
         if self.deterministic["step"]:
             for i in range(n):
                 one = self._step(keys(6)[i], jax.tree.map(lambda x, i=i: x[i], batch[1]), actions[i])
@@ -267,7 +268,7 @@ class _Run:
     # ---------------------------------------------------------------- optional methods
     def sample_action(self) -> None:
         env = self.env
-        actions = np.asarray(jax.vmap(env.sample_action)(jax.random.split(jax.random.key(5), 64)))
+        actions = np.asarray(jax.jit(jax.vmap(env.sample_action))(jax.random.split(jax.random.key(5), 64)))
         if getattr(env, "discrete", False):
             if actions.shape != (64,) or not np.issubdtype(actions.dtype, np.integer):
                 raise _Failed(f"sample_action: gives shape {actions.shape[1:]} {actions.dtype}, expected an int scalar")
@@ -287,16 +288,16 @@ class _Run:
 
     def obs_from_state(self) -> None:
         r = self.rollout
-        obs = np.asarray(jax.vmap(self.env.obs_from_state)(r["first_state"]))
+        obs = np.asarray(jax.jit(jax.vmap(self.env.obs_from_state))(r["first_state"]))
         if not np.allclose(obs, r["obs"][:, 0], rtol=1e-5, atol=1e-5):
             raise _Failed("obs_from_state: differs from the obs reset returns with the state")
 
     def state_from_obs(self) -> None:
         obs = jnp.asarray(self.rollout["next_obs"][:, 0])
         goals = jnp.asarray(self.rollout["goal"])
-        states = jax.vmap(self.env.state_from_obs, in_axes=(0, 0, None))(obs, goals, self.params)
+        states = jax.jit(jax.vmap(self.env.state_from_obs, in_axes=(0, 0, None)))(obs, goals, self.params)
         if callable(getattr(self.env, "obs_from_state", None)):
-            back = np.asarray(jax.vmap(self.env.obs_from_state)(states))
+            back = np.asarray(jax.jit(jax.vmap(self.env.obs_from_state))(states))
             if not np.allclose(back, obs, rtol=1e-4, atol=1e-4):
                 raise _Failed("state_from_obs: obs_from_state(state_from_obs(obs)) differs from obs")
 
@@ -309,7 +310,7 @@ class _Run:
 
     def reward_from_obs(self) -> None:
         r, mask = self.rollout, self._checked_steps()
-        fn = jax.vmap(jax.vmap(self.env.reward_from_obs, in_axes=(0, 0, 0, None, None)), in_axes=(0, 0, 0, 0, None))
+        fn = jax.jit(jax.vmap(jax.vmap(self.env.reward_from_obs, in_axes=(0, 0, 0, None, None)), in_axes=(0, 0, 0, 0, None)))
         reward = np.asarray(fn(r["obs"], r["action"], r["next_obs"], jnp.asarray(r["goal"]), self.params))
         bad = mask & ~np.isclose(reward, r["reward"], rtol=1e-4, atol=1e-4)
         if bad.any():
@@ -319,7 +320,7 @@ class _Run:
 
     def terminal_from_obs(self) -> None:
         r, mask = self.rollout, self._checked_steps()
-        fn = jax.vmap(jax.vmap(self.env.terminal_from_obs, in_axes=(0, None, None)), in_axes=(0, 0, None))
+        fn = jax.jit(jax.vmap(jax.vmap(self.env.terminal_from_obs, in_axes=(0, None, None)), in_axes=(0, 0, None)))
         terminal = np.asarray(fn(r["next_obs"], jnp.asarray(r["goal"]), self.params)).astype(bool)
         bad = mask & (terminal != r["terminated"])
         if bad.any():
@@ -328,7 +329,8 @@ class _Run:
                           f"{bool(r['terminated'][i, t])} (episode {i}, step {t + 1})")
 
     def exact_optimal_return(self) -> None:
-        value = self.env.exact_optimal_return(jax.tree.map(lambda x: x[0], self.rollout["first_state"]), self.params)
+        first = jax.tree.map(lambda x: x[0], self.rollout["first_state"])
+        value = jax.jit(self.env.exact_optimal_return)(first, self.params)
         if value is None:
             raise _Skip("the env has no exact solver")
         value = jnp.asarray(value)
