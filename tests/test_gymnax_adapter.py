@@ -239,6 +239,7 @@ def test_fourrooms_exact_optimum_with_slipping_moves_equals_expectimax():
     ({"goals": [[1, 1], [2, 2, 2]]}, "env.kwargs.goals[1]: has length 3, the state field 'goal' has 2"),
     ({"goals": [[1, 1]], "goal_field": "target"}, "env.kwargs.goal_field: FourRooms-misc state has no field 'target'"),
     ({"params": {"fail_prob": "often"}}, "env.kwargs.params.fail_prob: expected a number"),
+    ({"goals": [[2, 2], [6, 1]]}, "env.kwargs.goals[1]: cell [6, 1] is not a free cell of the 13x13 map"),
 ])
 def test_bad_options_are_one_line_naming_the_key(kwargs, needle):
     with pytest.raises(EnvLookupError) as e:

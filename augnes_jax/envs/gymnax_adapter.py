@@ -128,10 +128,10 @@ def _never(adapter: GymnaxEnv, next_obs, params):
     return jnp.zeros((), bool)
 
 
-# id -> (state_from_obs, reward_from_obs, terminal_from_obs)
-OBS_MODELS: dict[str, tuple[Callable, Callable, Callable]] = {
-    "FourRooms-misc": (_fourrooms_state, _fourrooms_reward, _fourrooms_terminal),
-    "Pendulum-v1": (_pendulum_state, _pendulum_reward, _never),
+# id -> (obs_dim, state_from_obs, reward_from_obs, terminal_from_obs), for the env's vector observation
+OBS_MODELS: dict[str, tuple[int, Callable, Callable, Callable]] = {
+    "FourRooms-misc": (4, _fourrooms_state, _fourrooms_reward, _fourrooms_terminal),
+    "Pendulum-v1": (3, _pendulum_state, _pendulum_reward, _never),
 }
 GRID_MAZES = ("FourRooms-misc",)
 
@@ -194,8 +194,19 @@ class GymnaxEnv(Environment):
         self.goal_array = self._goal_array(goals, state0)
         self.num_goals = int(self.goal_array.shape[0])
         self._action_setup()
-        self.oracle = "value_iteration" if env_id in GRID_MAZES and goal_field == "goal" else "true_dynamics_planner"
-        self._obs_model = OBS_MODELS.get(env_id)
+        model = OBS_MODELS.get(env_id)
+        self._obs_model = model[1:] if model is not None and model[0] == self.obs_dim else None
+        maze = env_id in GRID_MAZES and goal_field == "goal" and self._obs_model is not None
+        self.oracle = "value_iteration" if maze else "true_dynamics_planner"
+        if maze and self.goal_array.shape[1] == 2:
+            self._check_goal_cells()
+
+    def _check_goal_cells(self) -> None:
+        free = np.asarray(self.gymnax_env.env_map, bool)
+        for i, (r, c) in enumerate(self.goal_array.astype(int)):
+            if not (0 <= r < free.shape[0] and 0 <= c < free.shape[1]) or not free[r, c]:
+                raise GymnaxOptionError(f"env.kwargs.goals[{i}]: cell [{r}, {c}] is not a free cell of the "
+                                        f"{free.shape[0]}x{free.shape[1]} map")
 
     def _goal_array(self, goals, state0) -> np.ndarray:
         if goals is None:
@@ -290,7 +301,7 @@ class GymnaxEnv(Environment):
     def _model(self, method: str) -> tuple[Callable, Callable, Callable]:
         if self._obs_model is None:
             raise NotImplementedError(f"{self.name}: {method} needs the state from an observation, "
-                                      f"known only for {', '.join(OBS_MODELS)}")
+                                      f"known only for the vector observations of {', '.join(OBS_MODELS)}")
         return self._obs_model
 
     def state_from_obs(self, obs, goal_id, params: GymnaxParams):
