@@ -51,6 +51,14 @@ class AutoReset(PointMass):
         return pick(obs0, obs), jax.tree.map(pick, state0, nxt), reward, terminated, truncated
 
 
+class StateDtypeDrifts(PointMass):
+    """step returns the time as a float where reset gave an int: a roll-out's scan cannot carry it."""
+
+    def step(self, key, state, action, params):
+        obs, nxt, reward, terminated, truncated = super().step(key, state, action, params)
+        return obs, nxt._replace(time=nxt.time.astype(jnp.float32)), reward, terminated, truncated
+
+
 class RewardFromNextObs(PointMass):
     """The point mass with its reward as a function of observations (what planning on a model needs)."""
 
@@ -91,6 +99,7 @@ def test_the_point_mass_passes_the_minimal_contract_and_its_reward_from_obs_agre
     (NumpyReset(), "reset:", "two calls with the same key give different"),
     (AutoReset(), "step:", "auto-reset"),
     (RewardFromObs(), "reward_from_obs:", "where step gave"),
+    (StateDtypeDrifts(), "step:", "state.time is float32[] where reset gave int32[]"),
 ])
 def test_each_defect_is_one_line_naming_the_method(env, start, needle):
     problems = check_env(env)

@@ -197,6 +197,12 @@ class _Run:
                 raise _Failed(f"step: {flag} has shape {value.shape} and dtype {value.dtype}, expected a bool scalar")
         if jax.tree.structure(out.state) != jax.tree.structure(self.reset_out[1]):
             raise _Failed("step: the state's pytree structure differs from reset's")
+        before = jax.tree_util.tree_flatten_with_path(self.reset_out[1])[0]
+        for (path, old), new in zip(before, jax.tree.leaves(out.state), strict=True):
+            old, new = jnp.asarray(old), jnp.asarray(new)
+            if (old.shape, old.dtype) != (new.shape, new.dtype):
+                raise _Failed(f"step: state{jax.tree_util.keystr(path)} is {new.dtype}{list(new.shape)} where reset "
+                              f"gave {old.dtype}{list(old.shape)}; a roll-out carries the state, so they must match")
 
     def step_determinism(self) -> None:
         a = self._step(jax.random.key(3), self.reset_out[1], self.action)
