@@ -1,19 +1,26 @@
 """Goal-conditioned environments, and how a config names one: ``make(name, **kwargs)``.
 
 See :mod:`augnes_jax.envs.registry` for the names ``env.name`` accepts (registered names,
-installed packages' entry points, import paths ``package.module:factory``).
+installed packages' entry points, import paths ``package.module:factory`` and ``gymnax:<id>``),
+:mod:`augnes_jax.envs.check` for the contract an environment must keep (``check_env``) and
+:mod:`augnes_jax.envs.gymnax_adapter` for gymnax environments (gymnax is imported only to build
+one).
 """
 
 from __future__ import annotations
 
 from augnes_jax.envs.base import Environment, Spec, StepOutput
+from augnes_jax.envs.check import Check, action_bounds, as_step_output, check_env, run_checks
 from augnes_jax.envs.gridworld import GridWorld, value_iteration
+from augnes_jax.envs.gymnax_adapter import GymnaxEnv, maze_values
 from augnes_jax.envs.reacher import Reacher
 from augnes_jax.envs.registry import (
     ENTRY_POINT_GROUP,
+    GYMNAX_PREFIX,
     EnvLookupError,
     declared_num_goals,
     import_path,
+    is_gymnax,
     is_import_path,
     is_known,
     known_names,
@@ -40,20 +47,29 @@ def registered_envs() -> dict[str, int]:
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "GYMNAX_PREFIX",
+    "Check",
     "EnvLookupError",
     "Environment",
     "GridWorld",
+    "GymnaxEnv",
     "Reacher",
     "Spec",
     "StepOutput",
+    "action_bounds",
+    "as_step_output",
+    "check_env",
     "declared_num_goals",
     "import_path",
+    "is_gymnax",
     "is_import_path",
     "is_known",
     "known_names",
     "make",
+    "maze_values",
     "register",
     "registered_envs",
     "resolve",
+    "run_checks",
     "value_iteration",
 ]

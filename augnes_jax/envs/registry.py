@@ -11,7 +11,9 @@ and import paths ``package.module:factory``.
       pointmass = "my_package.envs:PointMass"
 
 - an import path ``package.module:factory``, where ``factory`` (dotted attributes allowed) is a
-  class or a function returning an environment.
+  class or a function returning an environment;
+- ``gymnax:<id>``, any environment gymnax knows, through
+  :class:`augnes_jax.envs.gymnax_adapter.GymnaxEnv` (gymnax is imported only to build it).
 
 :func:`make` builds the environment with the config's ``env.kwargs``. :func:`import_path` says
 where a factory lives, so a run can record a name that a fresh process resolves without the
@@ -33,9 +35,11 @@ from typing import Any
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "GYMNAX_PREFIX",
     "EnvLookupError",
     "declared_num_goals",
     "import_path",
+    "is_gymnax",
     "is_import_path",
     "is_known",
     "known_names",
@@ -47,6 +51,8 @@ __all__ = [
 ENTRY_POINT_GROUP = "augnes_jax.envs"
 _IMPORT_PATH = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
 _NAME = re.compile(r"^[A-Za-z0-9][\w.\-]*$")
+GYMNAX_PREFIX = "gymnax:"
+_GYMNAX_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*$")
 
 _REGISTRY: dict[str, Callable[..., Any] | str] = {
     "gridworld": "augnes_jax.envs.gridworld:GridWorld",
@@ -90,9 +96,16 @@ def known_names() -> list[str]:
     return sorted(set(_REGISTRY) | set(_entry_points()))
 
 
+def is_gymnax(name: str) -> bool:
+    """Returns whether ``name`` has the shape ``gymnax:<id>`` (the id is checked when built)."""
+    return (isinstance(name, str) and name.startswith(GYMNAX_PREFIX)
+            and bool(_GYMNAX_ID.match(name[len(GYMNAX_PREFIX):])))
+
+
 def is_known(name: str) -> bool:
     """Returns whether ``name`` resolves, without importing any environment module."""
-    return isinstance(name, str) and (name in _REGISTRY or is_import_path(name) or name in _entry_points())
+    return isinstance(name, str) and (name in _REGISTRY or is_gymnax(name) or is_import_path(name)
+                                      or name in _entry_points())
 
 
 def _load(path: str) -> Callable[..., Any]:
@@ -124,6 +137,8 @@ def resolve(name: str) -> Callable[..., Any]:
     if name in _REGISTRY:
         factory = _REGISTRY[name]
         return _load(factory) if isinstance(factory, str) else factory
+    if is_gymnax(name):
+        return _gymnax_factory(name)
     if is_import_path(name):
         return _load(name)
     eps = _entry_points()
@@ -140,13 +155,28 @@ def resolve(name: str) -> Callable[..., Any]:
         f"or name one by import path package.module:factory")
 
 
+def _gymnax_factory(name: str) -> Callable[..., Any]:
+    from augnes_jax.envs.gymnax_adapter import GymnaxEnv, GymnaxOptionError
+
+    env_id = name[len(GYMNAX_PREFIX):]
+
+    def factory(*, goals=None, goal_field: str = "goal", params=None, make_kwargs=None):
+        try:
+            return GymnaxEnv(env_id, goals=goals, goal_field=goal_field, params=params, make_kwargs=make_kwargs)
+        except GymnaxOptionError as e:
+            raise EnvLookupError(f"{name}: {e}") from None
+
+    factory.__qualname__ = factory.__name__ = f"gymnax({env_id})"
+    return factory
+
+
 def import_path(name: str) -> str | None:
     """Returns an import path a fresh process can resolve to the same factory, or None.
 
     Built-in names and import paths stand for themselves; a factory registered from a script
     (``__main__``) or defined inside a function has no importable path.
     """
-    if is_import_path(name):
+    if is_import_path(name) or is_gymnax(name):
         return name
     factory = _REGISTRY.get(name)
     if factory is None:
@@ -167,6 +197,9 @@ def declared_num_goals(name: str, kwargs: dict[str, Any] | None = None) -> int |
     class registered in this process, declares ``num_goals`` as a class attribute. With
     ``kwargs`` the count may depend on them, so None.
     """
+    if is_gymnax(name):
+        goals = (kwargs or {}).get("goals")
+        return 1 if goals is None else (len(goals) if isinstance(goals, list | tuple) and goals else None)
     factory = _REGISTRY.get(name)
     if kwargs or factory is None:
         return None
@@ -194,6 +227,8 @@ def make(name: str, **kwargs: Any) -> Any:
         pass
     try:
         env = factory(**kwargs)
+    except EnvLookupError:
+        raise
     except Exception as e:  # noqa: BLE001 - the user's factory failed
         raise EnvLookupError(f"{name}: the factory raised {type(e).__name__}: {e}") from None
     if env is None:
