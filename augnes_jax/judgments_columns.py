@@ -244,8 +244,8 @@ def _column_arrays(columns: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
         arr = np.asarray(value, dtype=object if isinstance(value, (list, tuple)) else None)
         if arr.ndim > 1:
             raise JudgmentError(f"{name} must be a scalar or one value per row, got shape {arr.shape}")
-        if arr.dtype == object and arr.ndim == 1:
-            arr = _tighten(arr)
+        if arr.dtype == object and arr.ndim == 1 and name not in STR_FIELDS:
+            arr = _tighten(arr, name in FLOAT_FIELDS)
         shaped[name] = arr
         if arr.ndim == 1 and n is None:
             n, first = arr.shape[0], name
@@ -263,15 +263,20 @@ def _column_arrays(columns: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
     return n, out
 
 
-def _tighten(arr: np.ndarray) -> np.ndarray:
-    """Returns an object column as a numeric array when all its values are ints, or all numbers."""
-    values = arr.tolist()
-    kinds = {type(_plain(v)) for v in values}
-    if kinds and kinds <= {int}:
-        if all(0 <= v <= _INT64_MAX for v in values):
-            return np.array(values, np.int64)
-    elif kinds and kinds <= {int, float}:
-        return np.array([float(v) for v in values], np.float64)
+def _tighten(arr: np.ndarray, floats: bool) -> np.ndarray:
+    """Returns an object column as a numeric array: all ints in range, or (``floats``) all numbers.
+
+    Anything else (None, bools, text, ints out of range) stays an object column, checked row by row.
+    """
+    values = [_plain(v) for v in arr.tolist()]
+    kinds = {type(v) for v in values}
+    if kinds and kinds <= {int} and all(0 <= v <= _INT64_MAX for v in values):
+        return np.array(values, np.int64)
+    if floats and kinds and kinds <= {int, float}:
+        try:
+            return np.array([float(v) for v in values], np.float64)
+        except OverflowError:  # an int beyond the float range: the row check names it
+            return arr
     return arr
 
 
