@@ -192,3 +192,16 @@ def test_decide_on_a_sweeps_log_equals_the_sweeps_own_decision(tmp_path):
         for c in doc["capacities"]:
             c.pop("val_mse")  # the world model's error is in TensorBoard only
     assert got == want
+
+
+def test_the_command_line_runs_as_a_module(tmp_path):
+    import subprocess
+    import sys
+
+    missing = tmp_path / "none.jsonl"
+    proc = subprocess.run(
+        [sys.executable, "-m", "augnes_jax.judgment_decision", str(missing), "--epsilon", "0.5"],
+        capture_output=True, text=True, cwd=Path(__file__).parent.parent,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr == f"augnes_jax.judgment_decision: error: {missing}: no such file\n"
