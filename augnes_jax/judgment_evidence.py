@@ -180,7 +180,10 @@ def judgment_variants(
         raise CapacityFieldsError(f"{_where(judgments)}no judgments: nothing to compare")
     group_idx, groups = variant_groups(judgments)
     chosen = capacity_variants(judgments, groups)
-    G = int(judgments.goal_id.max()) + 1 if num_goals is None else int(num_goals)
+    max_goal = int(judgments.goal_id.max())
+    G = max_goal + 1 if num_goals is None else int(num_goals)
+    if max_goal >= G:
+        raise ValueError(f"goal_id {max_goal} is not below num_goals {G}")
     agg = epoch_aggregates(judgments, group_idx, len(groups), G)
     T = len(agg.epochs)
     K = len(groups)

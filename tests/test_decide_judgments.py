@@ -88,6 +88,12 @@ def test_judgments_records_and_a_path_give_one_decision(tmp_path):
         decide(3, epsilon=0.5)
     with pytest.raises(ValueError, match="epsilon must be a finite number >= 0"):
         decide(records, epsilon=-1.0)
+    with pytest.raises(ValueError, match="goal_id 3 is not below num_goals 3"):
+        decide(records, epsilon=0.5, num_goals=3)
+    # more goals than the log names: the same cells, so the same decision
+    e = decide(records, epsilon=0.5, bootstrap_samples=300, num_goals=9).to_json()
+    e.pop("generated_at")
+    assert e == a
 
 
 def _decision_through_tensorboard(tmp_path, records, epsilon):
