@@ -1,12 +1,17 @@
 """A judgments log as columns: :class:`Judgments`, one NumPy array or list per field (host shell).
 
-The reader (:mod:`augnes_jax.judgments_reader`) returns it, :meth:`Judgments.from_records` builds
-it from records in memory, and :meth:`Judgments.to_polars` hands it to data tools.
+The reader (:mod:`augnes_jax.judgments_reader`) returns it; :meth:`Judgments.from_records` and
+:meth:`Judgments.from_columns` build it in memory from records or from columns, with the checks
+a line of the log gets (:func:`augnes_jax.judgments_schema.check_record`);
+:func:`as_judgments` is what functions that take "judgments" accept; and
+:meth:`Judgments.to_polars` hands the columns to data tools.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -20,9 +25,13 @@ from augnes_jax.judgments_schema import (
     JudgmentError,
     check_record,
     record_json,
+    regret_tolerance,
 )
+from augnes_jax.regret import episode_advantage, episode_regret
 
-__all__ = ["Judgments"]
+__all__ = ["Judgments", "as_judgments"]
+
+_INT64_MAX = 2**63 - 1
 
 
 @dataclasses.dataclass
@@ -98,6 +107,41 @@ class Judgments:
         return cls.from_checked(checked(), path)
 
     @classmethod
+    def from_columns(cls, *, path: str = "", **columns: Any) -> Judgments:
+        """Returns judgments given as columns: keyword arguments named as the log's fields.
+
+        Each column is a scalar (the value of every row) or one value per row (a list or a 1-D
+        array); ``None`` leaves a field out, and so does a ``None`` entry of a list. ``goal_id``
+        and ``reward`` are required, and ``optimal_reward`` or ``regret``; ``regret`` and
+        ``advantage`` are filled in as :meth:`from_records` fills them. Every row gets the
+        checks a line of the log gets (types, NaN and Inf refused, a regret that contradicts
+        ``optimal_reward - reward``); numeric arrays are checked all at once, and a bad row
+        raises :class:`JudgmentError` naming it, ``"row <i>: <problem>"``.
+
+        Example: ``Judgments.from_columns(goal_id=goals, reward=returns,
+        optimal_reward=optimal, variant="mine", hidden_dim=64, buffer_size=10_000, seed=0,
+        epoch=3)``.
+        """
+        unknown = sorted(set(columns) - set(INT_FIELDS + FLOAT_FIELDS + STR_FIELDS))
+        if unknown:
+            raise TypeError(f"from_columns: unknown field {unknown[0]!r}")
+        n, arrays = _column_arrays(columns)
+        kw = _fast_columns(arrays, n)
+        if kw is not None:
+            return cls(**kw, extra=[NO_EXTRA] * n, path=path)
+
+        def checked() -> Iterator[tuple[tuple, dict]]:
+            names = [k for k, a in arrays.items() if a is not None]
+            for i, values in enumerate(zip(*(arrays[k] for k in names), strict=True)):
+                rec = {k: _plain(v) for k, v in zip(names, values, strict=True) if v is not None}
+                try:
+                    yield check_record(rec)
+                except ValueError as e:
+                    raise JudgmentError(f"row {i}: {e}") from None
+
+        return cls.from_checked(checked(), path)
+
+    @classmethod
     def from_checked(cls, checked: Iterable[tuple[tuple, dict]], path: str = "") -> Judgments:
         """Returns the columns of ``(row, extra)`` pairs, each as :func:`check_record` returns it.
 
@@ -154,3 +198,125 @@ class Judgments:
             else:
                 kw[f.name] = [v for p in parts for v in getattr(p, f.name)]
         return cls(**kw)
+
+
+def as_judgments(judgments: Any, *, caller: str) -> Judgments:
+    """Returns ``judgments`` as :class:`Judgments`: itself, or a list of records' columns.
+
+    A list, tuple or iterator of records (dicts) is checked by :meth:`Judgments.from_records`.
+    Anything else raises ``TypeError`` naming what it got, prefixed with ``caller``.
+    """
+    if isinstance(judgments, Judgments):
+        return judgments
+    want = f"{caller}: expected a list of judgment records (dicts) or Judgments"
+    if not isinstance(judgments, (list, tuple, Iterator)):
+        hint = " (read a log with read_judgments)" if isinstance(judgments, (str, bytes, os.PathLike)) else ""
+        raise TypeError(f"{want}, got {type(judgments).__name__}{hint}")
+    records = list(judgments)
+    for i, rec in enumerate(records):
+        if not isinstance(rec, Mapping):
+            raise TypeError(f"{want}, got a {type(judgments).__name__} holding {type(rec).__name__} at index {i}")
+    return Judgments.from_records(records)
+
+
+def _plain(v: Any) -> Any:
+    """Returns a NumPy scalar as the Python value a JSON line would give."""
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def _column_arrays(columns: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
+    """Returns ``(rows, {field: column})``: scalars broadcast to ``rows``, absent fields None.
+
+    Numeric columns become NumPy arrays (of dtype object where they hold None or non-numbers),
+    string columns lists. The rows are the length of the first column that is not a scalar
+    (one row when every column is a scalar); a column of another length, or of more than one
+    dimension, raises :class:`JudgmentError` naming it.
+    """
+    for name in ("goal_id", "reward"):
+        if columns.get(name) is None:
+            raise JudgmentError(f"missing required field {name!r}")
+    shaped: dict[str, Any] = {}
+    n, first = None, None
+    for name in (*INT_FIELDS, *FLOAT_FIELDS, *STR_FIELDS):
+        value = columns.get(name)
+        if value is None:
+            continue
+        arr = np.asarray(value, dtype=object if isinstance(value, (list, tuple)) else None)
+        if arr.ndim > 1:
+            raise JudgmentError(f"{name} must be a scalar or one value per row, got shape {arr.shape}")
+        if arr.dtype == object and arr.ndim == 1 and name not in STR_FIELDS:
+            arr = _tighten(arr, name in FLOAT_FIELDS)
+        shaped[name] = arr
+        if arr.ndim == 1 and n is None:
+            n, first = arr.shape[0], name
+        elif arr.ndim == 1 and arr.shape[0] != n:
+            raise JudgmentError(f"{name} has {arr.shape[0]} rows, {first} has {n}")
+    n = 1 if n is None else n
+    out: dict[str, Any] = {}
+    for name in (*INT_FIELDS, *FLOAT_FIELDS, *STR_FIELDS):
+        arr = shaped.get(name)
+        if arr is not None and arr.ndim == 0:
+            arr = np.full(n, arr.item(), dtype=object if arr.dtype.kind in "OUS" else arr.dtype)
+        if arr is not None and name in STR_FIELDS:
+            arr = arr.tolist()
+        out[name] = arr
+    return n, out
+
+
+def _tighten(arr: np.ndarray, floats: bool) -> np.ndarray:
+    """Returns an object column as a numeric array: all ints in range, or (``floats``) all numbers.
+
+    Anything else (None, bools, text, ints out of range) stays an object column, checked row by row.
+    """
+    values = [_plain(v) for v in arr.tolist()]
+    kinds = {type(v) for v in values}
+    if kinds and kinds <= {int} and all(0 <= v <= _INT64_MAX for v in values):
+        return np.array(values, np.int64)
+    if floats and kinds and kinds <= {int, float}:
+        try:
+            return np.array([float(v) for v in values], np.float64)
+        except OverflowError:  # an int beyond the float range: the row check names it
+            return arr
+    return arr
+
+
+def _fast_columns(arrays: Mapping[str, Any], n: int) -> dict[str, Any] | None:
+    """Returns the checked columns of numeric arrays, or None to check row by row.
+
+    None when a column is not a plain numeric array (or a string column holds a non-string) or
+    a check fails: the row-by-row pass then names the first bad row.
+    """
+    kw: dict[str, Any] = {}
+    for name in INT_FIELDS:
+        a = arrays[name]
+        if a is None:
+            kw[name] = np.full(n, -1, np.int64)
+            continue
+        if a.dtype.kind not in "iu" or (n and (a.min() < 0 or a.max() > _INT64_MAX)):
+            return None
+        kw[name] = a.astype(np.int64)
+    for name in FLOAT_FIELDS:
+        a = arrays[name]
+        if a is None:
+            kw[name] = np.full(n, math.nan)
+            continue
+        if a.dtype.kind not in "iuf":
+            return None
+        kw[name] = a.astype(np.float64)
+        if not np.isfinite(kw[name]).all():
+            return None
+    for name in STR_FIELDS:
+        col = arrays[name]
+        if col is not None and not all(v is None or isinstance(v, str) for v in col):
+            return None
+        kw[name] = [None] * n if col is None else col
+    reward, opt, reg = kw["reward"], kw["optimal_reward"], kw["regret"]
+    if arrays["optimal_reward"] is None and arrays["regret"] is None:
+        return None
+    implied = episode_regret(reward, opt)
+    if (np.abs(reg - implied) > regret_tolerance(opt, reward)).any():
+        return None
+    kw["regret"] = np.where(np.isnan(reg), implied, reg)
+    adv = kw["advantage"]
+    kw["advantage"] = np.where(np.isnan(adv), episode_advantage(reward, kw["baseline_reward"]), adv)
+    return kw

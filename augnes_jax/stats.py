@@ -6,6 +6,11 @@ aggregates any judgments log (from augnes_jax or another system), writes
 Parquet (atomically), and prints a per-goal table. A bad input is one line on stderr naming the
 file and line, exit status 2, and nothing written.
 
+``--tb DIR`` writes one run per variant, named ``h{H}-b{B}-s{S}`` from the rows' own
+``hidden_dim``, ``buffer_size`` and ``seed`` fields, whatever the ``variant`` strings are
+called: the controller, ``python -m augnes_jax.meta RUN`` with ``DIR = RUN/tb``, decides on
+them. A log without those fields gets a warning that the controller has nothing to compare.
+
 The document itself is built by :mod:`augnes_jax.strategy_stats`; its builders are re-exported
 here (``from augnes_jax.stats import build_strategy_stats, write_strategy_stats``).
 """
@@ -18,6 +23,7 @@ import io
 import os
 import sys
 import warnings
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,52 +33,61 @@ import numpy as np
 from augnes_jax import run_lock
 from augnes_jax.cli import ArgumentParser, run_command
 from augnes_jax.errors import UserError
+from augnes_jax.evidence import DIVERGED_TAG
 from augnes_jax.files import write_bytes_atomic
+from augnes_jax.judgment_evidence import (
+    CAPACITY_FIELDS,
+    CapacityFieldsError,
+    GroupKey,
+    capacity_variants,
+    diverged_groups,
+    epoch_aggregates,
+    variant_groups,
+)
 from augnes_jax.judgments import Judgments, read_judgments
 from augnes_jax.strategy_stats import (
-    aggregate_np,
     build_strategy_stats,
     experiment_keys,
-    index_keys,
     write_strategy_stats,
 )
+from augnes_jax.variants import parse_variant_name, variant_name
 
 __all__ = [
     "build_strategy_stats",
     "experiment_keys",
     "main",
+    "run_names",
+    "tensorboard_warnings",
     "write_strategy_stats",
 ]
 
 
 def _write_tensorboard(judgments: Judgments, stats: dict, tb_dir: Path) -> list[str]:
-    """Returns the TensorBoard runs written: one per experiment, one step per epoch."""
+    """Returns the TensorBoard runs written: one per variant, one step per epoch.
+
+    A variant is an experiment with one capacity (:func:`augnes_jax.judgment_evidence.
+    variant_groups`); its run is named ``h{H}-b{B}-s{S}`` from its fields, so the controller
+    (``python -m augnes_jax.meta``) reads it. See :func:`run_names` for the others.
+    """
     from augnes_jax import tensorboard_io
 
     G = int(stats["num_goals"])
-    names = experiment_keys(judgments)
-    exp_idx, exps = index_keys(names)
-    epoch = np.maximum(judgments.epoch, 0)  # rows without an epoch count as epoch 0
-    ep_idx, epochs = index_keys(epoch.tolist())
-    T = len(epochs)
-    seg = (exp_idx * T + ep_idx) * G + judgments.goal_id
-    reg = aggregate_np(judgments.regret, seg, len(exps) * T * G)
-    adv_v = judgments.advantage
-    adv = aggregate_np(adv_v, seg, len(exps) * T * G, np.isfinite(adv_v))
-    order = np.argsort(exp_idx * T + ep_idx, kind="stable")
-    cell = (exp_idx * T + ep_idx)[order]
-    starts = np.searchsorted(cell, np.arange(len(exps) * T))
-    ends = np.searchsorted(cell, np.arange(len(exps) * T), side="right")
+    group_idx, groups = variant_groups(judgments)
+    agg = epoch_aggregates(judgments, group_idx, len(groups), G)
+    epochs, T = agg.epochs, len(agg.epochs)
+    order = np.argsort(agg.cell, kind="stable")
+    cell = agg.cell[order]
+    starts = np.searchsorted(cell, np.arange(len(groups) * T))
+    ends = np.searchsorted(cell, np.arange(len(groups) * T), side="right")
+    diverged = diverged_groups(judgments, group_idx)
+    info = {e["variant"]: e for e in stats["experiments"]}
     written = []
-    for e, name in enumerate(exps):
-        safe = name.replace(os.sep, "_").replace("/", "_")
-        # names come from the log: ".", ".." (or nothing) would write beside or above tb_dir
-        run_dir = tb_dir / (safe if safe.strip(".") else safe.replace(".", "_") or "_")
-        info = stats["experiments"][e]
+    for k, name in enumerate(run_names(groups)):
+        run_dir = tb_dir / name
         with tensorboard_io.RunWriter(run_dir) as w:
             w.custom_scalars(tensorboard_io.regret_layout(G))
             for t in sorted(range(T), key=lambda t: epochs[t]):
-                c = e * T + t
+                c = k * T + t
                 if starts[c] == ends[c]:
                     continue
                 rows = order[starts[c] : ends[c]]
@@ -80,16 +95,60 @@ def _write_tensorboard(judgments: Judgments, stats: dict, tb_dir: Path) -> list[
                 tensorboard_io.write_regret_summaries(
                     w,
                     int(epochs[t]),
-                    jax.tree.map(lambda a, sl=sl: a[sl], reg),
-                    jax.tree.map(lambda a, sl=sl: a[sl], adv),
+                    jax.tree.map(lambda a, sl=sl: a[sl], agg.regret),
+                    jax.tree.map(lambda a, sl=sl: a[sl], agg.advantage),
                     judgments.regret[rows],
                     judgments.goal_id[rows],
                 )
-            hp = {k: info[k] for k in ("hidden_dim", "buffer_size", "seed") if info.get(k) is not None}
-            hp["variant"] = name
-            w.hparams(hp, {"regret/avg": info["avg_regret"] or 0.0})
+            if k in diverged:
+                w.scalars(diverged[k], {DIVERGED_TAG: 1.0})
+            key = groups[k]
+            hp = {f: getattr(key, f) for f in CAPACITY_FIELDS if getattr(key, f) >= 0}
+            hp["variant"] = key.experiment
+            w.hparams(hp, {"regret/avg": info[key.experiment]["avg_regret"] or 0.0})
         written.append(run_dir.name)
     return written
+
+
+def _safe(name: str) -> str:
+    """Returns ``name`` as one directory name inside the TensorBoard folder."""
+    safe = name.replace(os.sep, "_").replace("/", "_")
+    # names come from the log: ".", ".." (or nothing) would write beside or above tb_dir
+    return safe if safe.strip(".") else safe.replace(".", "_") or "_"
+
+
+def run_names(groups: Sequence[GroupKey]) -> list[str]:
+    """Returns the TensorBoard run name of each group (see :func:`variant_groups`).
+
+    A group with all three capacity fields, and the only one with its capacity, is named
+    ``h{H}-b{B}-s{S}`` from them, whatever its experiment is called. Every other group keeps
+    its experiment's name; ``@`` and its capacity fields are added when the experiment has
+    other such groups, or when the name alone would read as a variant name (or be one already
+    taken), so the controller never reads a run under capacities its rows do not state.
+    """
+    triples = Counter(g[1:] for g in groups if g.complete)
+    named = [variant_name(*g[1:]) if g.complete and triples[g[1:]] == 1 else None for g in groups]
+    own = Counter(g.experiment for g, n in zip(groups, named, strict=True) if n is None)
+    taken = set(filter(None, named))
+    out = []
+    for g, n in zip(groups, named, strict=True):
+        if n is None:
+            n = _safe(g.experiment)
+            if own[g.experiment] > 1 or parse_variant_name(n) is not None or n in taken:
+                fields = "-".join(f"{f[0]}{getattr(g, f)}" for f in CAPACITY_FIELDS if getattr(g, f) >= 0)
+                n = f"{n}@{fields or 'none'}"
+        out.append(n)
+    return out
+
+
+def tensorboard_warnings(judgments: Judgments) -> list[str]:
+    """Returns why the controller would find nothing, or not every variant, in the runs."""
+    _, groups = variant_groups(judgments)
+    try:
+        capacity_variants(judgments, groups)
+    except CapacityFieldsError as e:
+        return [f"{e}; the TensorBoard runs keep their experiments' names"]
+    return []
 
 
 def _write_parquet(judgments: Judgments, path: Path) -> Path:
@@ -170,6 +229,8 @@ def _run(args: argparse.Namespace) -> int:
         write_strategy_stats(out, stats)
         if args.tb:
             _write_tensorboard(judgments, stats, Path(args.tb))
+            for line in tensorboard_warnings(judgments):
+                print(f"warning: {line}", file=sys.stderr)
         if args.parquet:
             _write_parquet(judgments, Path(args.parquet))
     _print_table(stats, out)

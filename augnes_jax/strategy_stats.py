@@ -21,7 +21,7 @@ import numpy as np
 from augnes_jax import regret as regret_lib
 from augnes_jax.clock import utc_now
 from augnes_jax.files import write_json_atomic
-from augnes_jax.judgments import Judgments
+from augnes_jax.judgments_columns import Judgments, as_judgments
 
 __all__ = [
     "STATS_SCHEMA",
@@ -144,8 +144,9 @@ def build_strategy_stats(
     """Returns the ``strategy_stats.json`` document (DESIGN.md shape) for a judgments log.
 
     Args:
-      judgments: the log, from :func:`augnes_jax.judgments.read_judgments`, or a list of
-        judgment records (dicts), checked by :meth:`Judgments.from_records`.
+      judgments: the log, from :func:`augnes_jax.judgments.read_judgments` or built by
+        :meth:`Judgments.from_columns`, or a list of judgment records (dicts), checked by
+        :meth:`Judgments.from_records`. Anything else raises ``TypeError``.
       source: where the judgments came from (written as ``source``).
       num_goals: G; defaults to the largest goal_id + 1. Goals without episodes get null.
       optimal_by_goal, baseline_by_goal: optional per-goal optimal / baseline returns (a
@@ -159,8 +160,7 @@ def build_strategy_stats(
     optimal equals baseline. ``groups`` pools experiments over seeds by (hidden_dim,
     buffer_size).
     """
-    if not isinstance(judgments, Judgments):
-        judgments = Judgments.from_records(judgments)
+    judgments = as_judgments(judgments, caller="build_strategy_stats")
     n = len(judgments)
     if n == 0:
         raise ValueError("no judgments to aggregate")

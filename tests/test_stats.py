@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 
 from augnes_jax import stats
+from augnes_jax.judgment_evidence import GroupKey
 from augnes_jax.judgments import JudgmentError, JudgmentWriter, make_judgments, read_judgments
 from augnes_jax.tensorboard_io import TensorBoardReader
 
@@ -223,3 +224,45 @@ def test_cli_runs_as_a_module(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 2
     assert proc.stderr == f"augnes_jax.stats: error: {missing}: no such file\n"
+
+
+def test_tensorboard_runs_are_named_from_the_capacity_fields(tmp_path, capsys):
+    path = tmp_path / "judgments.jsonl"
+    with JudgmentWriter(path) as w:
+        for name, h, s in (("alpha", 8, 0), ("beta", 32, 0), ("h8-b100-s0", 32, 1)):
+            w.append(make_judgments([0, 1], [1.0, 2.0], [3.0, 3.0], variant=name, hidden_dim=h,
+                                    buffer_size=100, seed=s, epoch=0))  # fmt: skip
+        # one experiment over two widths: one run per width
+        for h in (8, 32):
+            w.append(make_judgments([0], [0.0], [1.0], variant="mine", hidden_dim=h, buffer_size=100, seed=2))
+    tb = tmp_path / "tb"
+    assert stats.main([str(path), "--out", str(tmp_path / "s.json"), "--tb", str(tb)]) == 0
+    assert capsys.readouterr().err == ""
+    reader = TensorBoardReader(tb).reload()
+    runs = {"h8-b100-s0": "alpha", "h32-b100-s0": "beta", "h32-b100-s1": "h8-b100-s0",
+            "h8-b100-s2": "mine", "h32-b100-s2": "mine"}  # fmt: skip
+    assert reader.runs() == sorted(runs)
+    for run, variant in runs.items():
+        hp = reader.hparams(run)
+        assert hp["variant"] == variant and f"h{int(hp['hidden_dim'])}-b100-s{int(hp['seed'])}" == run
+    # regrets 2 and 1 on goals 0 and 1
+    assert reader.scalars("h32-b100-s1", "regret/avg")[1].tolist() == [1.5]
+    assert reader.scalars("h32-b100-s2", "regret/avg")[1].tolist() == [1.0]
+
+
+def test_runs_without_a_capacity_of_their_own_keep_their_names():
+    G = GroupKey
+    groups = [G("greedy", 8, 10, 0), G("cem", 8, 10, 0), G("mine", 16, 10, 0), G("mine", 16, 10, -1),
+              G("mine", 32, -1, -1), G("h4-b10-s0", -1, -1, -1), G("a/b", -1, -1, -1), G("..", -1, -1, -1)]  # fmt: skip
+    assert stats.run_names(groups) == [
+        "greedy", "cem", "h16-b10-s0", "mine@h16-b10", "mine@h32", "h4-b10-s0@none", "a_b", "__",
+    ]  # fmt: skip
+
+
+def test_a_log_the_controller_cannot_read_gets_a_warning(tmp_path, capsys):
+    assert stats.main([str(FIXTURE), "--out", str(tmp_path / "s.json"), "--tb", str(tmp_path / "tb")]) == 0
+    err = capsys.readouterr().err
+    assert err == (f"warning: {FIXTURE}: no hidden_dim field: nothing to compare; the TensorBoard runs "
+                   "keep their experiments' names\n")  # fmt: skip
+    assert stats.main([str(FIXTURE), "--out", str(tmp_path / "s2.json")]) == 0
+    assert capsys.readouterr().err == ""  # without --tb there is nothing to warn about
