@@ -28,7 +28,7 @@ coverage: $(STAMP)
 	$(PY) -m coverage combine --quiet && $(PY) -m coverage report || exit $$?; exit $$status
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check augnes_jax tests benchmarks
+	$(VENV)/bin/ruff check augnes_jax tests benchmarks examples
 
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do $(PY) $$b; done

@@ -61,6 +61,9 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "MetaJudgmentController": ("augnes_jax.meta", "MetaJudgmentController"),
     "Decision": ("augnes_jax.decision", "Decision"),
     "Gain": ("augnes_jax.decision", "Gain"),
+    "decide": ("augnes_jax.judgment_decision", "decide"),
+    "CapacityFieldsError": ("augnes_jax.judgment_evidence", "CapacityFieldsError"),
+    "check_env": ("augnes_jax.envs", "check_env"),
     "render_dashboard": ("augnes_jax.dashboard", "render"),
 }
 

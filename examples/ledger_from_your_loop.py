@@ -15,7 +15,7 @@ For every width, seed and epoch it writes one judgment per episode with
 :class:`augnes_jax.JudgmentWriter` and :func:`augnes_jax.make_judgments`. Then it aggregates
 the log per goal (:func:`augnes_jax.build_strategy_stats`, written as ``strategy_stats.json``)
 and asks the controller whether a wider model is worth it
-(:func:`augnes_jax.judgment_decision.decide`). The
+(:func:`augnes_jax.decide`). The
 variant names are the loop's own ("rff4/seed0"): the controller identifies variants by their
 ``hidden_dim``, ``buffer_size`` and ``seed`` fields.
 
@@ -31,7 +31,6 @@ from pathlib import Path
 import numpy as np
 
 import augnes_jax as aj
-from augnes_jax.judgment_decision import decide
 
 GOALS = np.array([[0.6, 0.6], [-0.6, 0.6], [-0.6, -0.6], [0.6, -0.6]])
 EPISODE_LENGTH = 20
@@ -134,7 +133,7 @@ def main(argv=None) -> dict:
     judgments = aj.read_judgments(log)
     stats = aj.build_strategy_stats(judgments, source=str(log))
     aj.write_strategy_stats(out / "strategy_stats.json", stats)
-    decision = decide(judgments, epsilon=args.epsilon)
+    decision = aj.decide(judgments, epsilon=args.epsilon)
     summary = {
         "judgments": str(log),
         "episodes": stats["episodes"],
