@@ -13,7 +13,7 @@ Its 95% interval is the bootstrap percentile interval, its deviations widened by
 seeds is too narrow). The fit is *trusted* with at least three
 capacities, no significant increase of regret between neighbours (more than two standard
 errors over seeds) and no neighbour drop that differs from the fitted drop by more than three
-standard errors. The advice is "expand" when the interval's lower bound exceeds ``epsilon``,
+standard errors and by more than half the fitted drop (a jump the smooth curve cannot follow). The advice is "expand" when the interval's lower bound exceeds ``epsilon``,
 "keep" otherwise (saturation), and "explore one more width" when the fit is not trusted.
 """
 
@@ -136,7 +136,8 @@ def _trust(widths, y: np.ndarray, fitted: np.ndarray) -> tuple[bool, str]:
             return False, f"non-monotone: regret rises from width {widths[k]} to {widths[k + 1]} by {-drops[k]:.3g}"
     fit_drops = fitted[:-1] - fitted[1:]
     for k in range(len(drops)):
-        if len(y) >= 2 and abs(drops[k] - fit_drops[k]) > 3 * se[k] + scale:
+        miss = abs(drops[k] - fit_drops[k])
+        if len(y) >= 2 and miss > 3 * se[k] + scale and miss > 0.5 * abs(fit_drops[k]):
             return False, (f"jump: regret drops {drops[k]:.3g} from width {widths[k]} to {widths[k + 1]}, "
                            f"the fit allows {fit_drops[k]:.3g} +/- {3 * se[k]:.3g}")  # fmt: skip
     return True, "at least 3 capacities, monotone, every neighbour step within the fit"
