@@ -362,6 +362,7 @@ def decide(
     seed: int = 0,
     excluded: Sequence[str] = (),
     analysis: AnalysisSettings | None = None,
+    with_analysis: bool = True,
 ) -> Decision:
     """Returns the decision for a set of variant evidence windows (pure: no I/O).
 
@@ -370,6 +371,7 @@ def decide(
     ``analysis`` (default settings when None) adds the per-goal verdicts, the scaling curve,
     the robust aggregates and the cost (:mod:`augnes_jax.decision_analysis`); with
     ``statistic="iqm"`` each variant's value is the IQM of its window cells instead of its mean.
+    ``with_analysis=False`` leaves those sections out (the decision itself is the same).
     """
     analysis = analysis or AnalysisSettings()
     if analysis.statistic == "iqm":
@@ -405,7 +407,7 @@ def decide(
         reason=reason,
         generated_at=utc_now("seconds"),
         epoch=summary["steps"][-1] if summary["steps"] else None,
-        analysis=analyze(evidence, recommended=rec, epsilon=epsilon, settings=analysis, seed=seed),
+        analysis=analyze(evidence, recommended=rec, epsilon=epsilon, settings=analysis, seed=seed) if with_analysis else {},
     )
 
 

@@ -69,12 +69,14 @@ def fit_power_law(n: Sequence[float], y: np.ndarray) -> tuple[np.ndarray, np.nda
 
     p, q = hi - _GOLDEN * (hi - lo), lo + _GOLDEN * (hi - lo)
     fp, fq = sse_at(p), sse_at(q)
-    for _ in range(60):
-        left = fp <= fq
+    for _ in range(48):  # golden section: one new point per step, the other is kept
+        left = fp <= fq  # the minimum lies in [lo, q]
         hi = np.where(left, q, hi)
         lo = np.where(left, lo, p)
-        p, q = hi - _GOLDEN * (hi - lo), lo + _GOLDEN * (hi - lo)
-        fp, fq = sse_at(p), sse_at(q)
+        new = np.where(left, hi - _GOLDEN * (hi - lo), lo + _GOLDEN * (hi - lo))
+        f_new = sse_at(new)
+        p, q, fp, fq = (np.where(left, new, q), np.where(left, p, new),
+                        np.where(left, f_new, fq), np.where(left, fp, f_new))  # fmt: skip
     b = (lo + hi) / 2
     _, a_u, c = _sse_ac(u[None, :] ** -b[:, None], y2)
     a = a_u * n.min() ** b
