@@ -28,7 +28,7 @@ import numpy as np
 from augnes_jax.evidence import VariantEvidence
 from augnes_jax.statistics import normal_quantile, t_quantile_975
 
-__all__ = ["fit_power_law", "ladder_matrix", "next_width", "scaling_curve", "summarize_cost"]
+__all__ = ["curve_band", "fit_power_law", "ladder_matrix", "next_width", "scaling_curve", "summarize_cost"]
 
 _B_GRID = np.geomspace(1e-3, 4.0, 200)
 _GOLDEN = (math.sqrt(5) - 1) / 2
@@ -202,6 +202,19 @@ def scaling_curve(
     out.update(a=float(a), b=float(b), c=float(c), predicted_next_gain=gain, predicted_next_gain_ci95=list(ci),
                trusted=trusted, why=why, advice=advice)  # fmt: skip
     return out
+
+
+def curve_band(
+    n: Sequence[float], y: np.ndarray, n_eval: np.ndarray, rng: np.random.Generator, bootstrap_samples: int = 500
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Returns ``(fit, lo, hi)`` at ``n_eval``: the fitted curve of the seed matrix ``y [S, K]`` and its 95% bootstrap band."""
+    a, b, c = fit_power_law(n, y.mean(0))
+    fit = a * n_eval**-b + c
+    boot = y[rng.integers(0, len(y), size=(bootstrap_samples, len(y)))].mean(1)
+    ab, bb, cb = fit_power_law(n, boot)
+    curves = ab[:, None] * n_eval[None, :] ** -bb[:, None] + cb[:, None]
+    lo, hi = np.quantile(curves, [0.025, 0.975], axis=0)
+    return fit, lo, hi
 
 
 def summarize_cost(scaling: Mapping[str, Any] | None, *, measure: str, flops_per_param: float | None,
