@@ -157,3 +157,33 @@ def test_reference_run_every_goal_gets_a_verdict_with_its_numbers(tmp_path, caps
         assert "".join(d["why"].split()) in "".join(out.split())
         assert f"{d['evidence']['regret_at_recommended']:.3g}" in d["why"]
     assert "per-goal diagnosis" in out and "scaling:" in out
+
+
+@pytest.mark.skipif(not REF_RUN.is_dir(), reason="the default reacher reference run is not on this machine")
+def test_reference_run_model_error_comes_from_world_model_stats(tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(REF_RUN, run)
+    assert meta.main([str(run)]) == 0
+    doc = json.loads((run / "decision.json").read_text())
+    stats = json.loads((run / "world_model_stats.json").read_text())
+    rec = doc["recommended"]
+    steps = doc["evidence"]["steps"][-doc["k_last"]:]
+    names = [n for n in stats["variants"] if n.startswith(f"h{rec['hidden_dim']}-b{rec['buffer_size']}-")]
+    for g, d in doc["goals"].items():
+        want = np.mean([np.mean([x["per_goal_mse"][g] for x in stats["variants"][n]["epochs"] if x["epoch"] in steps])
+                        for n in names])  # fmt: skip
+        assert d["evidence"]["model_error"] == pytest.approx(want, rel=1e-12)
+        assert d["evidence"]["model_epsilon"] == stats["epsilon"]
+
+
+@pytest.mark.skipif(not REF_RUN.is_dir(), reason="the default reacher reference run is not on this machine")
+def test_a_bad_meta_setting_fails_with_one_line_and_writes_nothing(tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(REF_RUN, run)
+    before = (run / "decision.json").read_bytes()
+    cfg = (run / "config.yaml").read_text().replace("  consult_every_epoch: true", "  consult_every_epoch: true\n  cost: latency_ms")
+    (run / "config.yaml").write_text(cfg)
+    assert meta.main([str(run)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "meta.cost" in err[0] and "config.yaml" in err[0]
+    assert (run / "decision.json").read_bytes() == before
