@@ -2,7 +2,9 @@
 
 ``python -m augnes_jax.meta RUN_DIR [--epsilon E] [--k K] [--relative] [--watch ...]`` decides
 once (or, with ``--watch``, on every change next to a live run), writes ``decision.json`` and
-alerts, and prints a one-screen explanation.
+alerts, and prints a one-screen explanation: the marginal gains, a per-goal table of verdicts
+(capacity-, data- or planner-limited, solved, inconclusive) with the numbers behind each, and the
+scaling fit with the cost of the next step.
 
 The controller ties the jobs together: :mod:`augnes_jax.evidence` turns the run's TensorBoard
 scalars into per-variant evidence windows, :mod:`augnes_jax.decision` decides from them (with
