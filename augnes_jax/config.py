@@ -98,6 +98,11 @@ class MetaConfig:
     last_k_epochs: int = 2
     bootstrap_samples: int = 2000
     consult_every_epoch: bool = True
+    statistic: str = "mean"  # mean | iqm: the per-variant value the decision compares
+    multiple_comparisons: str = "holm"  # holm | bh: across goals in the per-goal diagnosis
+    significance_level: float = 0.05  # of the per-goal verdicts, after adjustment
+    cost: str = "params"  # params | flops: the cost decision.json states
+    epsilon_per_cost: float | None = None  # least predicted gain per unit of extra cost worth paying
 
 
 @dataclass(frozen=True)
@@ -401,6 +406,13 @@ def _check_rest(cfg: Config) -> None:
     _non_negative("meta.epsilon", m.epsilon)
     _positive("meta.last_k_epochs", m.last_k_epochs)
     _positive("meta.bootstrap_samples", m.bootstrap_samples)
+    _choice("meta.statistic", m.statistic, ("mean", "iqm"))
+    _choice("meta.multiple_comparisons", m.multiple_comparisons, ("holm", "bh"))
+    if not 0 < m.significance_level < 1:
+        raise ConfigError("meta.significance_level", f"must be in (0, 1), got {m.significance_level}")
+    _choice("meta.cost", m.cost, ("params", "flops"))
+    if m.epsilon_per_cost is not None:
+        _non_negative("meta.epsilon_per_cost", m.epsilon_per_cost)
 
     a = cfg.alerts
     if a.webhook_url is not None and not re.match(r"^https?://[^\s/]+", a.webhook_url):

@@ -9,6 +9,9 @@
 - ``goal_regret_heatmap.png``: avg regret per goal (rows) and capacity (columns);
 - ``val_mse_vs_capacity.png``: world-model validation MSE against hidden_dim;
 - ``regret_by_epoch.png``: ``regret/avg`` by epoch, one line per variant;
+- ``goal_verdicts.png``: regret per goal and width with each goal's verdict;
+- ``scaling_curve.png``: regret against parameters with the fitted curve, its band and the
+  predicted next point;
 - ``transition_pattern.png``: true against predicted Δs over a 2-D slice of the state space,
   for the best and the smallest model (needs checkpoints and the environment's
   ``transition_slice``; skipped with a warning when they are not available).
@@ -34,6 +37,7 @@ from typing import Any
 from augnes_jax import files
 from augnes_jax.cli import ArgumentParser, run_command
 from augnes_jax.dashboard_plots import EVIDENCE_PLOTS, PlotData
+from augnes_jax.dashboard_scaling import ANALYSIS_PLOTS
 from augnes_jax.dashboard_transition import (
     EnvFactory,
     WorldModelLoader,
@@ -53,7 +57,7 @@ log = logging.getLogger(__name__)
 __all__ = ["PLOTS", "figures", "main", "render"]
 
 TRANSITION_PLOT = "transition_pattern.png"
-PLOTS = (*EVIDENCE_PLOTS, TRANSITION_PLOT)
+PLOTS = (*EVIDENCE_PLOTS, *ANALYSIS_PLOTS, TRANSITION_PLOT)
 
 
 def _save(fig, path: Path) -> Path:
@@ -104,7 +108,7 @@ def figures(
     if controller.decision is None:
         controller.update()
     d = PlotData(controller, _recommended(run_dir, controller, prefer_controller=given), bootstrap_samples, run_dir)
-    figs = {name: plot(d, dpi) for name, plot in EVIDENCE_PLOTS.items() if name in wanted}
+    figs = {name: plot(d, dpi) for name, plot in {**EVIDENCE_PLOTS, **ANALYSIS_PLOTS}.items() if name in wanted}
     if TRANSITION_PLOT not in wanted:
         return figs
     if world_model_loader is None or env_factory is None:

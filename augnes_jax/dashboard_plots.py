@@ -108,6 +108,8 @@ class PlotData:
 
     def __init__(self, ctrl: MetaJudgmentController, recommended: dict[str, Any], bootstrap_samples: int, run_dir: Path):
         self.run_dir = run_dir
+        self.seed = ctrl.seed
+        self.analysis: dict[str, Any] = dict(ctrl.decision.analysis) if ctrl.decision is not None else {}
         self.variants: list[VariantData] = list(ctrl.variants)
         self.evidence: list[VariantEvidence] = list(ctrl.evidence)
         self.recommended = recommended

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from augnes_jax.clock import utc_now
+from augnes_jax.decision_analysis import AnalysisSettings, analyze
 from augnes_jax.evidence import (
     NUM_PARAMS_TAG,
     REGRET_TAG,
@@ -40,6 +41,7 @@ from augnes_jax.evidence import (
 )
 from augnes_jax.statistics import (
     hull,
+    iqm,
     percentile_interval,
     t_interval,
     two_level_bootstrap,
@@ -120,6 +122,7 @@ class Decision:
     reason: str
     generated_at: str
     epoch: int | None
+    analysis: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def key(self) -> tuple:
         """Returns what identifies the decision for change detection (not its timestamp)."""
@@ -154,6 +157,7 @@ class Decision:
             "history": [dict(h) for h in history],
             "reason": self.reason,
         }
+        out.update(self.analysis)
         if growth is not None:
             out["growth"] = list(growth)
         return out
@@ -357,12 +361,21 @@ def decide(
     bootstrap_samples: int = 2000,
     seed: int = 0,
     excluded: Sequence[str] = (),
+    analysis: AnalysisSettings | None = None,
+    with_analysis: bool = True,
 ) -> Decision:
     """Returns the decision for a set of variant evidence windows (pure: no I/O).
 
     The bootstrap of every step draws from its own generator, seeded from ``seed`` and the
     step's identity, so a step's interval does not depend on which other steps exist.
+    ``analysis`` (default settings when None) adds the per-goal verdicts, the scaling curve,
+    the robust aggregates and the cost (:mod:`augnes_jax.decision_analysis`); with
+    ``statistic="iqm"`` each variant's value is the IQM of its window cells instead of its mean.
+    ``with_analysis=False`` leaves those sections out (the decision itself is the same).
     """
+    analysis = analysis or AnalysisSettings()
+    if analysis.statistic == "iqm":
+        evidence = [dataclasses.replace(e, avg_regret=float(iqm(e.cells))) for e in evidence]
     gains: list[Gain] = []
     rec: dict[str, int | None] = {}
     tested_max: dict[str, int] = {}  # axes to expand, in AXES order, and their largest capacity
@@ -394,6 +407,7 @@ def decide(
         reason=reason,
         generated_at=utc_now("seconds"),
         epoch=summary["steps"][-1] if summary["steps"] else None,
+        analysis=analyze(evidence, recommended=rec, epsilon=epsilon, settings=analysis, seed=seed) if with_analysis else {},
     )
 
 

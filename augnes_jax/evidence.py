@@ -92,6 +92,7 @@ class VariantEvidence:
 
     ``cells`` holds the per-goal-per-epoch regret values of the window, flattened ``[G * k]``
     (goal-major); runs without goal tags fall back to the ``regret/avg`` values ``[k]``.
+    ``goal_regret`` maps each goal id to the mean of its window values (empty without goal tags).
     """
 
     name: str
@@ -105,6 +106,7 @@ class VariantEvidence:
     num_params: float | None
     avg_advantage: float | None
     val_mse: float | None
+    goal_regret: Mapping[int, float] = dataclasses.field(default_factory=dict)
 
 
 def read_variants(reader: ScalarReader) -> list[VariantData]:
@@ -157,7 +159,7 @@ def variant_evidence(v: VariantData, k_last: int, *, end_step: int | None = None
     steps, values = steps[ok][-k_last:], values[ok][-k_last:]
     if len(steps) == 0:
         return None
-    cell_parts, cell_tags = [], []
+    cell_parts, cell_tags, goal_regret = [], [], {}
     for g in v.goal_ids():
         tag = f"regret/goal_{g}/avg"
         vals = _values_at(v.series.get(tag), steps)
@@ -165,6 +167,7 @@ def variant_evidence(v: VariantData, k_last: int, *, end_step: int | None = None
         if len(vals):
             cell_parts.append(vals)
             cell_tags.append(tag)
+            goal_regret[g] = float(vals.mean())
     if cell_parts:
         cells = np.concatenate(cell_parts)
     else:
@@ -182,6 +185,7 @@ def variant_evidence(v: VariantData, k_last: int, *, end_step: int | None = None
         num_params=float(num_params[1][-1]) if num_params is not None and len(num_params[1]) else None,
         avg_advantage=_finite_mean(_values_at(v.series.get(ADVANTAGE_TAG), steps)),
         val_mse=_finite_mean(_values_at(v.series.get(VAL_MSE_TAG), steps)),
+        goal_regret=goal_regret,
     )
 
 

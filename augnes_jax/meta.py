@@ -2,7 +2,9 @@
 
 ``python -m augnes_jax.meta RUN_DIR [--epsilon E] [--k K] [--relative] [--watch ...]`` decides
 once (or, with ``--watch``, on every change next to a live run), writes ``decision.json`` and
-alerts, and prints a one-screen explanation.
+alerts, and prints a one-screen explanation: the marginal gains, a per-goal table of verdicts
+(capacity-, data- or planner-limited, solved, inconclusive) with the numbers behind each, and the
+scaling fit with the cost of the next step.
 
 The controller ties the jobs together: :mod:`augnes_jax.evidence` turns the run's TensorBoard
 scalars into per-variant evidence windows, :mod:`augnes_jax.decision` decides from them (with
@@ -14,6 +16,7 @@ the explanation.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import math
 import sys
@@ -25,6 +28,7 @@ from typing import Any
 from augnes_jax import files
 from augnes_jax.cli import ArgumentParser, run_command
 from augnes_jax.decision import Decision, Gain, decide, latest_gains
+from augnes_jax.decision_analysis import AnalysisSettings
 from augnes_jax.errors import UserError
 from augnes_jax.evidence import (
     DIVERGED_TAG,
@@ -45,8 +49,10 @@ __all__ = [
     "Decision",
     "Gain",
     "MetaJudgmentController",
+    "analysis_settings",
     "has_tensorboard_runs",
     "main",
+    "model_error_by_goal",
     "non_negative_float",
     "positive_int",
     "run_dir_problem",
@@ -73,6 +79,8 @@ class MetaJudgmentController:
       align_epochs: end every window at the latest epoch all live variants reached.
       alerter: where alerts go; by default an :class:`augnes_jax.alerts.Alerter` without webhook.
       reader: a :class:`augnes_jax.evidence.ScalarReader`; by default ``TensorBoardReader(RUN/tb)``.
+      analysis: the settings of decision.json's per-goal, scaling, aggregate and cost sections;
+        the per-goal model error is read from ``RUN/world_model_stats.json`` when it exists.
     """
 
     def __init__(
@@ -87,6 +95,7 @@ class MetaJudgmentController:
         align_epochs: bool = True,
         alerter: Any = None,
         reader: ScalarReader | None = None,
+        analysis: AnalysisSettings | None = None,
     ):
         if not epsilon >= 0:
             raise ValueError(f"epsilon must be >= 0, got {epsilon!r}")
@@ -104,6 +113,7 @@ class MetaJudgmentController:
         self.align_epochs = align_epochs
         self._alerter = alerter
         self._reader = reader
+        self.analysis = analysis or AnalysisSettings()
         self.variants: list[VariantData] = []
         self.evidence: list[VariantEvidence] = []
         self.decision: Decision | None = None
@@ -123,6 +133,7 @@ class MetaJudgmentController:
             relative=cfg.meta.relative,
             bootstrap_samples=cfg.meta.bootstrap_samples,
             seed=cfg.seed,
+            analysis=analysis_settings(cfg.meta, cfg.world_model),
             **kwargs,
         )
 
@@ -171,8 +182,19 @@ class MetaJudgmentController:
             bootstrap_samples=self.bootstrap_samples,
             seed=self.seed,
             excluded=excluded,
+            analysis=self._analysis_settings(),
         )
         return self.decision
+
+    def _analysis_settings(self) -> AnalysisSettings:
+        """Returns the analysis settings with the per-goal model error of the current windows, where recorded."""
+        if self.analysis.model_error is not None:
+            return self.analysis
+        stats = model_error_by_goal(self.run_dir / "world_model_stats.json", self.evidence)
+        if stats is None:
+            return self.analysis
+        errors, model_epsilon = stats
+        return dataclasses.replace(self.analysis, model_error=errors, model_epsilon=model_epsilon)
 
     def alerts(self) -> list[dict[str, Any]]:
         """Returns the alert payloads the current decision calls for (before de-duplication).
@@ -214,6 +236,50 @@ class MetaJudgmentController:
             self._alerter.close()
 
 
+def analysis_settings(meta: Any, world_model: Any = None) -> AnalysisSettings:
+    """Returns the analysis settings of a ``meta`` config section (FLOPs need ``world_model``'s batch and steps)."""
+    flops = None
+    if world_model is not None:
+        # training FLOPs per epoch and parameter: 6 per sample (forward and backward passes)
+        flops = 6.0 * world_model.batch_size * world_model.train_steps_per_epoch
+    return AnalysisSettings(
+        level=meta.significance_level,
+        multiple_comparisons=meta.multiple_comparisons,
+        statistic=meta.statistic,
+        cost=meta.cost,
+        epsilon_per_cost=meta.epsilon_per_cost,
+        flops_per_param=flops,
+        bootstrap_samples=meta.bootstrap_samples,
+    )
+
+
+def model_error_by_goal(path: Path, evidence: Sequence[VariantEvidence]) -> tuple[dict[str, dict[int, float]], float | None] | None:
+    """Returns ``({variant: {goal: mean per-goal model error over its window}}, model epsilon)`` from ``world_model_stats.json``.
+
+    None when the file does not exist or cannot be read (the diagnosis then goes without it).
+    """
+    if not path.exists():
+        return None
+    try:
+        doc = files.read_json(path)
+        variants = doc.get("variants", {})
+        out: dict[str, dict[int, float]] = {}
+        for e in evidence:
+            epochs = [x for x in variants.get(e.name, {}).get("epochs", []) if x.get("epoch") in e.steps]
+            per_goal: dict[int, list[float]] = {}
+            for x in epochs:
+                for g, v in (x.get("per_goal_mse") or {}).items():
+                    if v is not None and math.isfinite(v):
+                        per_goal.setdefault(int(g), []).append(float(v))
+            if per_goal:
+                out[e.name] = {g: sum(v) / len(v) for g, v in per_goal.items()}
+        eps = doc.get("epsilon")
+        return out, (float(eps) if isinstance(eps, (int, float)) else None)
+    except (ValueError, OSError, AttributeError, TypeError) as err:
+        log.warning("ignoring the per-goal model error of %s: %s", path, err)
+        return None
+
+
 # ------------------------------------------------------------------------------------- CLI
 
 
@@ -246,10 +312,10 @@ def run_settings(run_dir: Path) -> dict[str, Any]:
     path = run_dir / "config.yaml"
     if path.exists():
         cfg = load_config(path)
-        meta, alerts, seed = cfg.meta, cfg.alerts, cfg.seed
+        meta, alerts, seed, world_model = cfg.meta, cfg.alerts, cfg.seed, cfg.world_model
     else:
-        meta, alerts, seed = MetaConfig(), AlertsConfig(), 0
-    return {"meta": meta, "alerts": alerts, "seed": seed}
+        meta, alerts, seed, world_model = MetaConfig(), AlertsConfig(), 0, None
+    return {"meta": meta, "alerts": alerts, "seed": seed, "world_model": world_model}
 
 
 def has_tensorboard_runs(tb_root: Path) -> bool:
@@ -305,6 +371,7 @@ def _run(args) -> int:
         bootstrap_samples=meta.bootstrap_samples if args.bootstrap_samples is None else args.bootstrap_samples,
         seed=settings["seed"],
         alerter=alerter,
+        analysis=analysis_settings(meta, settings["world_model"]),
     )
     try:
         if not args.watch:

@@ -56,7 +56,59 @@ def explanation(decision: Decision):
         f"evidence: {len(ev.get('runs', []))} runs, epochs {ev.get('steps', [])}, "
         f"excluded (diverged): {len(ev.get('excluded_diverged', []))}\nreason: {decision.reason}"
     )
-    return Group(head, table, foot)
+    parts = [head, table, foot]
+    goals = decision.analysis.get("goals")
+    if goals:
+        parts.append(goal_table(decision.analysis))
+    scaling = decision.analysis.get("scaling")
+    if scaling:
+        parts.append(Text(scaling_line(scaling, decision.analysis.get("cost"))))
+    return Group(*parts)
+
+
+_VERDICT_STYLE = {"capacity_limited": "yellow", "data_limited": "cyan", "planner_limited": "magenta",
+                  "solved": "green", "inconclusive": "dim"}  # fmt: skip
+
+
+def goal_table(analysis: dict[str, Any]):
+    """Returns the per-goal verdict table: verdict, gain with its interval, and the reasoning with its numbers."""
+    from rich.table import Table
+
+    mc = analysis.get("multiple_comparisons", {})
+    table = Table(
+        title=f"per-goal diagnosis ({mc.get('name', 'n/a')} at level {mc.get('level', 'n/a')}, per axis)",
+        title_justify="left", pad_edge=False, box=None,
+    )  # fmt: skip
+    for col in ("goal", "verdict", "gain", "95% CI", "why"):
+        table.add_column(col, justify="right" if col in ("goal", "gain", "95% CI") else "left", no_wrap=col != "why")
+    for g, d in sorted(analysis["goals"].items(), key=lambda kv: int(kv[0])):
+        ci = d.get("gain_ci95")
+        table.add_row(
+            g,
+            f"[{_VERDICT_STYLE.get(d['verdict'], '')}]{d['verdict']}[/]",
+            "n/a" if d.get("gain") is None else f"{d['gain']:+.3g}",
+            "n/a" if not ci else f"[{ci[0]:.3g}, {ci[1]:.3g}]",
+            d.get("why", ""),
+        )
+    return table
+
+
+def scaling_line(scaling: dict[str, Any], cost: dict[str, Any] | None) -> str:
+    """Returns one line on the scaling fit, its advice and the cost of the next step."""
+    if scaling.get("a") is None:
+        text = f"scaling: {scaling.get('advice')} ({scaling.get('why')})"
+    else:
+        lo, hi = scaling["predicted_next_gain_ci95"]
+        text = (
+            f"scaling: regret(N) = {scaling['a']:.3g} N^-{scaling['b']:.3g} + {scaling['c']:.3g} "
+            f"({scaling['N_unit']}); hidden_dim {scaling['from_width']}->{scaling['next_width']} predicted gain "
+            f"{scaling['predicted_next_gain']:.3g} [{lo:.3g}, {hi:.3g}]; {scaling['advice']} ({scaling['why']})"
+        )
+    if cost and cost.get("recommended") is not None:
+        text += f"\ncost ({cost['measure']}): recommended {cost['recommended']:.3g}, next {cost['next']:.3g}"
+        if cost.get("gain_per_cost") is not None:
+            text += f", gain per unit {cost['gain_per_cost']:.3g}"
+    return text
 
 
 def print_explanation(decision: Decision, console: Any = None) -> None:

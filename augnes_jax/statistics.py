@@ -24,10 +24,14 @@ import numpy as np
 from jax.scipy import special as jsp
 
 __all__ = [
+    "adjust_p_values",
     "hull",
+    "iqm",
+    "normal_quantile",
     "percentile_interval",
     "student_t_quantile",
     "t_interval",
+    "t_two_sided_p",
     "t_quantile_975",
     "two_level_bootstrap",
     "welch_t_interval",
@@ -174,3 +178,60 @@ def percentile_interval(point: float, boot: np.ndarray, center: float) -> tuple[
 def hull(x: tuple[float, float], y: tuple[float, float] | None) -> tuple[float, float]:
     """Returns the smallest interval that contains ``x`` and ``y`` (``x`` when ``y`` is None)."""
     return x if y is None else (min(x[0], y[0]), max(x[1], y[1]))
+
+
+def t_two_sided_p(t: Any, df: Any) -> np.ndarray:
+    """Returns the two-sided p-values ``P(|T| >= |t|)`` of Student's t with ``df`` degrees of freedom.
+
+    ``I_{df / (df + t^2)}(df / 2, 1 / 2)`` (the regularised incomplete beta function) in float32;
+    an infinite ``|t|`` gives 0. Works elementwise on arrays.
+    """
+    t = np.abs(np.asarray(t, np.float64))
+    df = np.broadcast_to(np.asarray(df, np.float64), t.shape)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x = np.where(np.isinf(t), 0.0, df / (df + t * t))
+    p = np.asarray(jsp.betainc(jnp.asarray(df / 2, jnp.float32), jnp.float32(0.5), jnp.asarray(x, jnp.float32)))
+    return np.clip(p.astype(np.float64), 0.0, 1.0)
+
+
+@functools.lru_cache(maxsize=256)
+def normal_quantile(p: float) -> float:
+    """Returns the ``p``-quantile of the standard normal distribution."""
+    return float(jsp.ndtri(jnp.float32(p)))
+
+
+def adjust_p_values(p: Sequence[float], method: str) -> np.ndarray:
+    """Returns multiplicity-adjusted p-values: ``"holm"`` (family-wise error) or ``"bh"`` (false discovery rate).
+
+    Holm's step-down: ``max_{j <= i} min(1, (m - j + 1) p_(j))``; Benjamini-Hochberg's step-up:
+    ``min_{j >= i} min(1, m p_(j) / j)``, both in the order of the sorted p-values.
+    """
+    p = np.asarray(p, np.float64)
+    m = len(p)
+    if m == 0:
+        return p.copy()
+    order = np.argsort(p, kind="stable")
+    ranked = p[order]
+    if method == "holm":
+        adj = np.maximum.accumulate(np.minimum(1.0, (m - np.arange(m)) * ranked))
+    elif method == "bh":
+        adj = np.minimum.accumulate(np.minimum(1.0, m * ranked / np.arange(1, m + 1))[::-1])[::-1]
+    else:
+        raise ValueError(f"unknown multiple-comparison method {method!r} (holm | bh)")
+    out = np.empty(m)
+    out[order] = adj
+    return out
+
+
+def iqm(values: Any, axis: int | None = None) -> Any:
+    """Returns the interquartile mean: the mean of the middle 50% of ``values`` (rliable's IQM).
+
+    The lowest and highest quarter (``floor(n / 4)`` values each) are dropped before averaging.
+    """
+    v = np.sort(np.asarray(values, np.float64), axis=axis)
+    if axis is None:
+        v = v.ravel()
+        axis = 0
+    n = v.shape[axis]
+    cut = n // 4
+    return np.take(v, np.arange(cut, n - cut), axis=axis).mean(axis=axis)

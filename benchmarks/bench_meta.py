@@ -5,9 +5,14 @@ TensorBoard runs incrementally, recomputes the evidence and decision, writes dec
 alerts, and the dashboard re-renders its PNGs from the controller's evidence. The event files
 are written first (not timed); before each timed cycle one more epoch is appended to every
 variant, as a running sweep would. The in-process baseline is a cold cycle: a new controller
-that re-reads every event file from scratch. Prints one JSON object.
+that re-reads every event file from scratch.
 
-Usage: python benchmarks/bench_meta.py [--variants-per-axis 4] [--epochs 50] [--cycles 5]
+The controller figure isolates the decision on the same evidence: ``decide`` with the per-goal
+diagnosis, the scaling-curve fit (and its bootstrap), the robust aggregates and the cost,
+against ``decide`` without them (the controller before the diagnosis), median of ``--cycles``.
+Prints one JSON object.
+
+Usage: python benchmarks/bench_meta.py [--goals 8] [--epochs 50] [--cycles 5]
 """
 
 from __future__ import annotations
@@ -29,9 +34,11 @@ import jax  # noqa: E402
 from synthetic_runs import SyntheticRun  # noqa: E402
 
 from augnes_jax.dashboard import render  # noqa: E402
+from augnes_jax.decision import decide  # noqa: E402
 from augnes_jax.meta import MetaJudgmentController  # noqa: E402
 
 BUDGET_S = 1.0
+CONTROLLER_BUDGET_S = 2.0  # decide with the diagnosis and the fit
 
 
 def _no_model(*args):
@@ -52,13 +59,28 @@ def _cycle(ctrl: MetaJudgmentController, run_dir: Path) -> dict[str, float]:
             "cycle_cpu_s": time.process_time() - c0}  # fmt: skip
 
 
+def _time_decide(ctrl: MetaJudgmentController, cycles: int) -> tuple[float, float]:
+    """Returns the median seconds of ``decide`` on the controller's evidence with and without the analysis."""
+    kw = dict(epsilon=ctrl.epsilon, k_last=ctrl.k_last, bootstrap_samples=ctrl.bootstrap_samples, seed=ctrl.seed)
+    with_s, without_s = [], []
+    for _ in range(cycles):
+        t0 = time.perf_counter()
+        decide(ctrl.evidence, analysis=ctrl.analysis, **kw)
+        t1 = time.perf_counter()
+        decide(ctrl.evidence, with_analysis=False, **kw)
+        t2 = time.perf_counter()
+        with_s.append(t1 - t0)
+        without_s.append(t2 - t1)
+    return statistics.median(with_s), statistics.median(without_s)
+
+
 def main() -> None:
     """Prints one JSON object with the cycle time, the cold baseline and their ratio."""
     p = argparse.ArgumentParser()
     p.add_argument("--hidden-dims", type=int, nargs="+", default=[8, 16, 32, 64])
     p.add_argument("--buffer-sizes", type=int, nargs="+", default=[1000, 3000, 10000, 30000])
     p.add_argument("--seeds", type=int, default=4)
-    p.add_argument("--goals", type=int, default=4)
+    p.add_argument("--goals", type=int, default=8)
     p.add_argument("--epochs", type=int, default=50)
     p.add_argument("--cycles", type=int, default=5)
     args = p.parse_args()
@@ -94,6 +116,7 @@ def main() -> None:
             fresh = MetaJudgmentController(run_dir, epsilon=0.05)
             cold.append(_cycle(fresh, run_dir))
 
+        decide_s, plain_s = _time_decide(ctrl, args.cycles)
         med = {k: statistics.median(c[k] for c in incremental) for k in incremental[0]}
         cold_med = {k: statistics.median(c[k] for c in cold) for k in cold[0]}
         decision = ctrl.decision
@@ -111,9 +134,9 @@ def main() -> None:
                         "buffer_sizes": args.buffer_sizes,
                         "seeds": args.seeds,
                         "bootstrap_samples": ctrl.bootstrap_samples,
-                        "plots": 6,
+                        "plots": 8,
                     },
-                    "figure": "median seconds per incremental cycle (update + decision.json/alerts + 6 PNGs)",
+                    "figure": "median seconds per incremental cycle (update + decision.json/alerts + 8 PNGs)",
                     "cycle_s": round(med["cycle_s"], 4),
                     "cycle_cpu_s": round(med["cycle_cpu_s"], 4),
                     "breakdown_s": {k: round(v, 4) for k, v in med.items() if k.endswith("_s") and "cycle" not in k},
@@ -121,6 +144,11 @@ def main() -> None:
                     "baseline_cold_cycle_cpu_s": round(cold_med["cycle_cpu_s"], 4),
                     "baseline_breakdown_s": {k: round(v, 4) for k, v in cold_med.items() if "cycle" not in k},
                     "speedup_vs_cold": round(cold_med["cycle_s"] / med["cycle_s"], 2),
+                    "decide_with_diagnosis_and_fit_s": round(decide_s, 4),
+                    "baseline_decide_without_s": round(plain_s, 4),
+                    "controller_budget_s": CONTROLLER_BUDGET_S,
+                    "controller_within_budget": decide_s < CONTROLLER_BUDGET_S,
+                    "goal_verdicts": {g: d["verdict"] for g, d in decision.analysis.get("goals", {}).items()},
                     "first_cycle_s": round(first["cycle_s"], 4),
                     "budget_s": BUDGET_S,
                     "within_budget": med["cycle_s"] < BUDGET_S,

@@ -344,6 +344,7 @@ def test_empty_evidence_still_draws_labelled_placeholders(tmp_path):
         "regret_vs_hidden_dim.png": ["no evidence yet"], "advantage_vs_hidden_dim.png": ["no evidence yet"],
         "regret_vs_buffer_size.png": ["no evidence yet"], "goal_regret_heatmap.png": ["no per-goal regret yet"],
         "val_mse_vs_capacity.png": ["no world_model/val_mse yet"], "regret_by_epoch.png": ["no evidence yet"],
+        "goal_verdicts.png": ["no per-goal regret yet"], "scaling_curve.png": ["no width ladder yet"],
     }  # fmt: skip
     assert not any(_lines(fig.axes[0]) for fig in figs.values())
 
@@ -385,3 +386,38 @@ def test_transition_plot_on_the_real_environment_slices(tmp_path, env_name):
     )  # fmt: skip
     assert paths[-1].name == "transition_pattern.png"
     _assert_png(paths[-1])
+
+
+def test_goal_verdict_plot_draws_the_ladder_means_and_each_verdict(tmp_path):
+    run = _run(tmp_path)
+    ctrl = _controller(tmp_path)
+    ctrl.update()
+    ax = _figures(tmp_path, ctrl)["goal_verdicts.png"].axes[0]
+    b = ctrl.decision.recommended["buffer_size"]
+    mat = np.asarray(ax.images[0].get_array())
+    for j, h in enumerate((8, 16, 32)):
+        for g in range(3):
+            ref = np.mean([np.mean([c[g] for c in run.cells[f"h{h}-b{b}-s{s}"][-2:]]) for s in (0, 1)])
+            assert mat[g, j] == pytest.approx(ref, abs=1e-6)
+    verdicts = [t.get_text() for t in ax.texts]
+    assert verdicts == [ctrl.decision.analysis["goals"][str(g)]["verdict"] for g in range(3)]
+
+
+def test_scaling_plot_draws_the_fit_and_the_predicted_next_point(tmp_path):
+    _run(tmp_path)
+    ctrl = _controller(tmp_path)
+    ctrl.update()
+    sc = ctrl.decision.analysis["scaling"]
+    ax = _figures(tmp_path, ctrl)["scaling_curve.png"].axes[0]
+    lines = _lines(ax)
+    fit_label = next(k for k in lines if k.endswith(f"+ {sc['c']:.3g}"))
+    x, y = lines[fit_label]
+    np.testing.assert_allclose(y, sc["a"] * x ** -sc["b"] + sc["c"], rtol=1e-9)
+    points = lines[next(k for k in lines if k.startswith("avg regret"))]
+    np.testing.assert_allclose(points[0], sc["N"])
+    np.testing.assert_allclose(points[1], sc["mean_regret"], rtol=1e-12)
+    nx, ny = lines[next(k for k in lines if k.startswith("predicted"))]
+    f_from = sc["a"] * sc["N_from"] ** -sc["b"] + sc["c"]
+    assert (nx[0], ny[0]) == pytest.approx((sc["N_next"], f_from - sc["predicted_next_gain"]))
+    (band,) = _bands(ax)
+    assert all(lo <= hi for lo, hi in band.values())
