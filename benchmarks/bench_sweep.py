@@ -18,6 +18,7 @@ import argparse
 import dataclasses
 import os
 import sys
+import tempfile
 import time
 
 import jax
@@ -33,9 +34,9 @@ def epoch_time(cfg, *, epochs: int = 2) -> tuple[float, Sweep, dict[str, float],
     """Returns the best warm epoch time (s) of a sweep built from ``cfg`` (no I/O), the sweep,
     the seconds of each phase of one more warm epoch (every phase waited for), and the seconds
     the first epoch took beyond the best warm one (compiling, or loading from the cache)."""
-    sweep = Sweep(cfg, "/nonexistent", progress=False)
-    sweep.ledger = {}
-    sweep._build()
+    # the run directory is only checked for writing: run_epoch writes nothing
+    with tempfile.TemporaryDirectory() as run_dir:
+        sweep = Sweep(cfg, run_dir, progress=False)
     t0 = time.perf_counter()
     # compile the planner-collection path
     jax.block_until_ready(sweep.run_epoch(cfg.planner.random_collect_epochs))

@@ -266,24 +266,21 @@ def test_world_model_stats_truncate_drops_later_epochs_and_emptied_variants():
 
 def test_rebuilt_ledger_adds_epoch_by_epoch_in_episode_order():
     """Near 1e16 a float addition rounds, so only the live run's order gives the live run's bits."""
-    from types import SimpleNamespace
+    from augnes_jax.host_state import rebuild_ledger
 
-    from augnes_jax.sweep_io import SweepWriter
-
-    writer = SweepWriter.__new__(SweepWriter)
-    writer.sweep = SimpleNamespace(num_goals=2, growth=[{"epoch": 1, "from": "h4-b8-s0", "to": "h8-b8-s0"}])
-    rec = lambda v, e, k, g, r: {"variant": v, "epoch": e, "episode": k, "goal_id": g, "regret": r}  # noqa: E731
-    writer._rebuild_ledger([
-        rec("h4-b8-s0", 0, 0, 0, 1e16), rec("h4-b8-s0", 0, 1, 1, 2.5),
-        rec("h4-b8-s0", 1, 2, 0, -1e16), rec("h4-b8-s0", 1, 0, 0, 1.0), rec("h4-b8-s0", 1, 1, 0, 1.0),  # file order
-        rec("h8-b8-s0", 2, 0, 1, 0.5),
-    ])
-    # what write_epoch adds: one bincount per epoch over episodes 0, 1, 2, added to the ledger
+    growth = [{"epoch": 1, "from": "h4-b8-s0", "to": "h8-b8-s0"}]
+    rows = [  # (variant, epoch, episode, goal_id, regret) in file order
+        ("h4-b8-s0", 0, 0, 0, 1e16), ("h4-b8-s0", 0, 1, 1, 2.5),
+        ("h4-b8-s0", 1, 2, 0, -1e16), ("h4-b8-s0", 1, 0, 0, 1.0), ("h4-b8-s0", 1, 1, 0, 1.0),  # file order
+        ("h8-b8-s0", 2, 0, 1, 0.5),
+    ]
+    ledger, _ = rebuild_ledger(*zip(*rows, strict=True), growth, num_goals=2)
+    # what judging an epoch adds: one bincount per epoch over episodes 0, 1, 2, added to the ledger
     goal0 = (0.0 + 1e16) + (((0.0 + 1.0) + 1.0) + -1e16)
     assert goal0 == 2.0 and ((1e16 + 1.0) + 1.0) + -1e16 == 0.0  # all epochs at once would give 0.0
-    counts, sums = writer.ledger["h4-b8-s0"]
+    counts, sums = ledger["h4-b8-s0"]
     assert counts.tolist() == [4.0, 1.0] and sums.tolist() == [goal0, 2.5]
-    counts, sums = writer.ledger["h8-b8-s0"]  # handed on when it grew at epoch 1, then epoch 2 added
+    counts, sums = ledger["h8-b8-s0"]  # handed on when it grew at epoch 1, then epoch 2 added
     assert counts.tolist() == [4.0, 2.0] and sums.tolist() == [goal0, 3.0]
 
 

@@ -10,8 +10,8 @@ import yaml
 
 from augnes_jax.config import load_config
 from augnes_jax.judgments import read_judgments
-from augnes_jax.tensorboard_io import TensorBoardReader
 from augnes_jax.sweep import Sweep, goal_probabilities
+from augnes_jax.tensorboard_io import TensorBoardReader
 from tests.sweep_configs import TINY
 
 
