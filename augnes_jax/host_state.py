@@ -12,6 +12,7 @@ sums are bit-identical.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 from collections.abc import Callable, Sequence
@@ -26,7 +27,7 @@ from augnes_jax.variants import Bucket, Variant
 from augnes_jax.world_model_stats import WorldModelStats
 
 __all__ = ["HostState", "JudgedEpoch", "VariantResult", "add_episodes", "apply_growth", "judge_epoch",
-           "ledger_add", "rebuild_ledger", "set_bucket_variants", "state_record"]
+           "ledger_add", "rebuild_ledger", "set_bucket_variants", "snapshot", "state_record"]
 
 log = logging.getLogger("augnes_jax.sweep")
 
@@ -186,6 +187,18 @@ def set_bucket_variants(host: HostState, b_index: int, variants: Sequence[Varian
     bucket = dataclasses.replace(host.buckets[b_index], variants=tuple(variants))
     host.buckets[b_index] = bucket
     return bucket
+
+
+def snapshot(host: HostState) -> HostState:
+    """Returns a copy of ``host`` that later changes to ``host`` leave as it is.
+
+    For a writer that writes epoch ``e`` while epoch ``e + 1`` is judged into ``host``. Arrays and
+    growth events are never changed in place once recorded, so they are shared.
+    """
+    return HostState(buckets=list(host.buckets), wm_stats=copy.deepcopy(host.wm_stats),
+                     diverged=set(host.diverged), diverged_at=dict(host.diverged_at), growth=list(host.growth),
+                     ledger=dict(host.ledger), episodes=dict(host.episodes),
+                     collection={k: list(v) for k, v in host.collection.items()})
 
 
 def state_record(host: HostState, epoch: int, flop_fraction: float) -> dict[str, Any]:

@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
+import functools
 import logging
 import sys
 import time
@@ -58,7 +60,14 @@ from augnes_jax.distribution import (  # noqa: F401 - make_mesh, padded_size: pu
 from augnes_jax.epoch import BucketOutputs, EpochOutputs, make_reference_fn, make_validation_set
 from augnes_jax.errors import UserError
 from augnes_jax.growth import CapacityController, agree, grow_bucket, wants_growth
-from augnes_jax.host_state import HostState, apply_growth, judge_epoch, set_bucket_variants
+from augnes_jax.host_state import (
+    HostState,
+    JudgedEpoch,
+    apply_growth,
+    judge_epoch,
+    set_bucket_variants,
+    snapshot,
+)
 from augnes_jax.memory_check import check_memory
 from augnes_jax.resume import check_config as resume_config_changes
 from augnes_jax.resume import restore as restore_run
@@ -91,6 +100,7 @@ from augnes_jax.variants import (
     variant_num_params,
 )
 from augnes_jax.world_model_stats import WorldModelStats
+from augnes_jax.write_pipeline import WritePipeline
 
 log = logging.getLogger("augnes_jax.sweep")
 
@@ -114,6 +124,9 @@ class Sweep:
       progress: show a rich progress bar and summary table (process 0 only).
       before_write: called with the epoch before each epoch's artifacts are written (a seam for
         fault drills: the moment a write fault starts to count).
+      synchronous_writes: write each epoch's artifacts before the next epoch starts; by default
+        they are written on the executor while the next epoch computes, where nothing written
+        feeds back into it (fixed capacity, one process). The results are the same either way.
 
     Raises:
       SweepError: the run cannot start or be resumed; the message is one line.
@@ -121,7 +134,7 @@ class Sweep:
 
     def __init__(self, cfg: Config, run_dir: str | Path, *, resume: bool = False,
                  allow_changed: tuple[str, ...] = (), progress: bool = True,
-                 before_write: Callable[[int], None] | None = None):
+                 before_write: Callable[[int], None] | None = None, synchronous_writes: bool = False):
         self._t_start = time.perf_counter()
         self.cfg = cfg
         self.run_dir = Path(run_dir)
@@ -130,6 +143,7 @@ class Sweep:
         self.primary = jax.process_index() == 0
         self.show_progress = progress and self.primary
         self.before_write = before_write
+        self.synchronous_writes = synchronous_writes
         self.env = envs_lib.make(cfg.env.name)
         self.env_params = self.env.default_params(cfg.env.episode_length)
         self.goal_ids = np.asarray(cfg.env.goals if cfg.env.goals is not None else range(self.env.num_goals), np.int32)
@@ -238,39 +252,50 @@ class Sweep:
                                          rc.priority_temperature, rc.min_goal_share)
 
     # -- judge -> write -> decide --------------------------------------------------------
-    def _epoch(self, epoch: int, writer: SweepWriter, checkpointer: SweepCheckpointer | None) -> None:
+    def _epoch(self, epoch: int, writer: SweepWriter, checkpointer: SweepCheckpointer | None,
+               pipeline: WritePipeline) -> None:
         t0 = time.perf_counter()
         outputs = self.run_epoch(epoch)
         t_compute = time.perf_counter() - t0
+        pipeline.wait()  # the previous epoch's artifacts: a write failure stops the sweep here
+        judged = judge_epoch(self.host, outputs, epoch, self.goal_ids, self.num_goals, self.num_params)
+        # written while the next epoch computes, the epoch's host state and device state are taken now
+        host, runs = ((snapshot(self.host), [dataclasses.replace(r) for r in self.runs]) if pipeline.overlap
+                      else (self.host, self.runs))
+        pipeline.run(functools.partial(self._finish_epoch, judged, host, runs, writer, checkpointer, t_compute),
+                     name=f"epoch {epoch} artifacts")
+
+    def _finish_epoch(self, judged: JudgedEpoch, host: HostState, runs: list[BucketRun], writer: SweepWriter,
+                      checkpointer: SweepCheckpointer | None, t_compute: float) -> None:
+        epoch = judged.epoch
         t0 = time.perf_counter()
         if self.before_write is not None:
             self.before_write(epoch)
-        judged = judge_epoch(self.host, outputs, epoch, self.goal_ids, self.num_goals, self.num_params)
-        writer.write_epoch(judged, self.host, self.flop_fraction)
+        writer.write_epoch(judged, host, self.flop_fraction)
         t_io = time.perf_counter() - t0
         # The controller (which reads what was just written, and may grow the variants), then the
         # checkpoint: a committed checkpoint of epoch e stands for every artifact of epoch e,
         # growth included, so a resume from it redoes nothing and misses nothing.
         if self.cfg.meta.consult_every_epoch or epoch == self.cfg.epochs - 1:
-            self._decide(epoch, writer)
+            self._decide(epoch, writer, host)
         t1 = time.perf_counter()
         if checkpointer is not None:
-            renamed = {g["from"]: g["to"] for g in self.host.growth if g["epoch"] == epoch}
+            renamed = {g["from"]: g["to"] for g in host.growth if g["epoch"] == epoch}
             val_mse = {renamed.get(k, k): res.metrics["val_mse"] for k, res in judged.variants.items()}
-            save_epoch(checkpointer, epoch, self.runs, config=to_dict(self.cfg), env=self.env.name,
+            save_epoch(checkpointer, epoch, runs, config=to_dict(self.cfg), env=self.env.name,
                        obs_dim=self.obs_dim, act_dim=self.act_dim, num_layers=self.cfg.world_model.num_layers,
-                       val_mse=val_mse, diverged=self.host.diverged)
+                       val_mse=val_mse, diverged=host.diverged)
         self.checkpoint_times.append(time.perf_counter() - t1)
         self.epoch_times.append(t_compute + t_io)
 
-    def _decide(self, epoch: int, writer: SweepWriter) -> None:
+    def _decide(self, epoch: int, writer: SweepWriter, host: HostState) -> None:
         expand = False
         if self.primary:
-            decision = self.capacity.consult(epoch, self.host.growth)
+            decision = self.capacity.consult(epoch, host.growth)
             if decision is not None:
                 writer.write_decision(epoch, decision, self.capacity.controller)
-                expand = wants_growth(decision, self.cfg, self.host.growth, epoch)
-        if agree(expand):
+                expand = wants_growth(decision, self.cfg, host.growth, epoch)
+        if agree(expand):  # only where capacity can grow, where the epochs do not overlap
             self._grow(epoch, writer)
 
     def _grow(self, epoch: int, writer: SweepWriter) -> None:
@@ -302,17 +327,22 @@ class Sweep:
                 checkpointer = SweepCheckpointer(self.run_dir / "checkpoints", keep_last=self.cfg.checkpoint.keep_last,
                                                  keep_best=self.cfg.checkpoint.keep_best)
             writer.open_writers(self.host.variants)
+            # epochs overlap their writes where growth cannot feed a decision back into the next
+            # epoch, and where no collective (orbax saves, the controller's broadcast) could cross
+            pipeline = WritePipeline(writer.executor, overlap=not self.synchronous_writes and jax.process_count() == 1
+                                     and self.cfg.variants.capacity_mode != "auto")
             with reporting.progress(self.show_progress, self.cfg.epochs, self.start_epoch,
                                     lambda: self.host.variants, lambda: self.host.wm_stats) as advance:
                 for epoch in range(self.start_epoch, self.cfg.epochs):
-                    self._epoch(epoch, writer, checkpointer)
+                    self._epoch(epoch, writer, checkpointer, pipeline)
                     advance(epoch)
+                pipeline.wait()
         except BaseException:
             # the failure that stopped the sweep is the one to report, not what closing then hits
             with contextlib.suppress(Exception):
-                self._close(writer, checkpointer)
+                _close(writer, checkpointer, self.capacity)
             raise
-        self._close(writer, checkpointer)
+        _close(writer, checkpointer, self.capacity)
         if self.primary:
             reporting.render_dashboard(self.run_dir, self.capacity.controller, self.cfg.meta.epsilon)
         summary = reporting.summary(
@@ -324,21 +354,22 @@ class Sweep:
             reporting.print_summary(summary, writer.tb_root)
         return summary
 
-    def _close(self, writer: SweepWriter, checkpointer: SweepCheckpointer | None) -> None:
-        """Closes the writer and waits for pending checkpoint saves.
 
-        Every step runs even when an earlier one fails (a full disk must not also cost the
-        checkpoint already being committed); the first failure is raised at the end.
-        """
-        errors: list[BaseException] = []
-        for step in (writer.close, lambda: checkpointer and checkpointer.close()):
-            try:
-                step()
-            except Exception as e:  # noqa: BLE001 - re-raised below, after the other steps
-                errors.append(e)
-        self.capacity.close()
-        if errors:
-            raise errors[0]
+def _close(writer: SweepWriter, checkpointer: SweepCheckpointer | None, capacity: CapacityController) -> None:
+    """Closes the writer and waits for pending checkpoint saves.
+
+    Every step runs even when an earlier one fails (a full disk must not also cost the
+    checkpoint already being committed); the first failure is raised at the end.
+    """
+    errors: list[BaseException] = []
+    for step in (writer.close, lambda: checkpointer and checkpointer.close()):
+        try:
+            step()
+        except Exception as e:  # noqa: BLE001 - re-raised below, after the other steps
+            errors.append(e)
+    capacity.close()
+    if errors:
+        raise errors[0]
 
 
 # ----------------------------------------------------------------------------- CLI

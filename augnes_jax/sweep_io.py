@@ -145,7 +145,9 @@ class SweepWriter:
         self.wm_stats_path = run_dir / "world_model_stats.json"
         self.tb_root = run_dir / "tb"
         self.writers: dict[str, RunWriter] = {}
-        self.executor: Executor | None = Executor(self.judgments_path) if primary else None
+        # a failed task is raised again where the sweep waits for it (WritePipeline.wait)
+        self.executor: Executor | None = (Executor(self.judgments_path, on_error=_raised_by_waiter)
+                                          if primary else None)
 
     def write_config(self) -> None:
         """Writes the resolved ``config.yaml`` (a new run writes it before anything else)."""
@@ -313,17 +315,27 @@ class SweepWriter:
             ctl.flush()
 
     def close(self) -> None:
-        """Flushes and closes every writer and the executor.
+        """Waits for the executor's pending tasks, then flushes and closes every writer.
 
         Every step runs even when an earlier one fails; the first failure is raised at the end.
         """
+        errors: list[BaseException] = []
+        if self.executor is not None:
+            try:
+                self.executor.shutdown(wait=True)
+            except Exception as e:  # noqa: BLE001 - re-raised below, once the writers are closed
+                errors.append(e)
         for w in self.writers.values():
             try:
                 w.close()
             except Exception:  # noqa: BLE001 - a summary that cannot be flushed must not stop the rest
                 _abandon(w)
-        if self.executor is not None:
-            self.executor.shutdown(wait=True)
+        if errors:
+            raise errors[0]
+
+
+def _raised_by_waiter(failure: Any) -> None:
+    """Leaves a failed executor task to the code that waits for it, which raises its exception."""
 
 
 @contextlib.contextmanager

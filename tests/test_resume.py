@@ -307,3 +307,24 @@ def test_auto_mode_killed_after_growth_resumes_to_the_same_run(tmp_path_factory,
     assert res.returncode == 0, res.stderr[-2000:]
     assert_same(artifacts(ref_dir), artifacts(run_dir))
     assert json.loads((run_dir / "decision.json").read_text())["growth"] == growth
+
+
+def test_kept_judgments_are_the_lines_before_the_start_once_each(tmp_path, caplog):
+    """What a resume keeps of judgments.jsonl: the earlier epochs' own lines, byte for byte, without
+    duplicates, later epochs or a torn last line; the ledger is rebuilt from exactly those."""
+    from augnes_jax.judgments import JudgmentWriter, make_judgments
+    from augnes_jax.resume import kept_judgments
+
+    path = tmp_path / "judgments.jsonl"
+    with JudgmentWriter(path) as w:
+        for epoch in range(3):
+            w.append(make_judgments(np.array([0, 1]), np.array([0.5, 0.25]), np.array([1.0, 1.0]), None,
+                                    np.array([0, 1]), variant="h4-b8-s0", epoch=epoch))
+    lines = path.read_text().splitlines()
+    with open(path, "ab") as f:  # a repeated line, then a line torn by a crash
+        f.write(lines[1].encode() + b'\n{"goal_id": 0, "rew')
+    kept, j = kept_judgments(path, 2)
+    assert kept == lines[:4]
+    assert j.epoch.tolist() == [0, 0, 1, 1] and j.regret.tolist() == [0.5, 0.75, 0.5, 0.75]
+    assert "1 duplicate judgments dropped" in caplog.text and f"{path}:8: unreadable line dropped" in caplog.text
+    assert kept_judgments(path, 0)[0] == [] and kept_judgments(tmp_path / "none.jsonl", 1) == ([], None)
