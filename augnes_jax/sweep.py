@@ -11,6 +11,11 @@ The host shell of a sweep. Each epoch runs the same named steps, data flowing on
     decide   the MetaJudgmentController's decision, capacity growth on the device
              (augnes_jax.growth), then the epoch's orbax checkpoint (augnes_jax.sweep_checkpoints)
 
+Write and decide run on the executor while the next epoch computes, from a snapshot of the
+epoch's host and device state (augnes_jax.write_pipeline), wherever nothing they do feeds back
+into that epoch: fixed capacity, one process. ``Sweep(synchronous_writes=True)`` runs them in
+between the epochs instead; the artifacts are the same.
+
 Usage::
 
     python -m augnes_jax.sweep [--config PATH] [--run-dir DIR] [--resume] [key=value ...]
