@@ -194,3 +194,39 @@ def init_bucket_states(wm: WorldModel, keys: jax.Array, hidden_dims: jax.Array):
 def init_bucket_buffers(item: dict, max_size: int, capacities: jax.Array):
     """Returns ``[V]`` stacked ring buffers allocated at ``max_size`` with per-variant capacities."""
     return jax.vmap(lambda c: rb.init(item, max_size, c))(capacities)
+
+
+class BucketOutputs(NamedTuple):
+    """What one epoch computed for one bucket; every field carries the padded variant axis ``[V]``.
+
+    Attributes:
+      counts: transitions collected per goal ``[V, G]``.
+      train: the training epoch's metrics (``train_loss``, ``samples_seen``, ``nonfinite_updates``).
+      one_step: one-step model errors (``val_mse``, ``per_dim_mse``, ``per_goal_mse``).
+      k_step: open-loop model errors by horizon ``k``.
+      returns: evaluation returns ``[V, N]``.
+      probs: the collection goal probabilities used ``[V, G_selected]``.
+    """
+
+    counts: Any
+    train: Any
+    one_step: Any
+    k_step: Any
+    returns: Any
+    probs: Any
+
+
+class EpochOutputs(NamedTuple):
+    """What one epoch computed: every bucket's outputs and the shared evaluation episodes' references.
+
+    Attributes:
+      buckets: one :class:`BucketOutputs` per bucket, in bucket order.
+      optimal: the optimal return of each evaluation episode ``[N]``.
+      baseline: the random baseline's return of each evaluation episode ``[N]``.
+      goals: each evaluation episode's goal ``[N]``.
+    """
+
+    buckets: list[BucketOutputs]
+    optimal: Any
+    baseline: Any
+    goals: Any

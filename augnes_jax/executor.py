@@ -32,6 +32,7 @@ from augnes_jax.judgments import (
     make_judgments,
     utc_now,
 )
+from augnes_jax.regret import episode_advantage, episode_regret
 
 __all__ = ["Executor", "TaskFailure"]
 
@@ -186,9 +187,9 @@ class Executor:
         record.update({k: v for k, v in fields.items() if v is not None})
         if baseline_reward is not None:
             record["baseline_reward"] = float(baseline_reward)
-        record["regret"] = record["optimal_reward"] - record["reward"]
+        record["regret"] = episode_regret(record["reward"], record["optimal_reward"])
         if baseline_reward is not None:
-            record["advantage"] = record["reward"] - record["baseline_reward"]
+            record["advantage"] = episode_advantage(record["reward"], record["baseline_reward"])
         if oracle is not None:
             record["oracle"] = oracle
         record.update(extra)

@@ -35,6 +35,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -130,10 +131,10 @@ def measure(config: str | None, overrides: list[str], devices: str, epochs: int,
     from augnes_jax.sweep import Sweep
 
     cfg = load_config(config, overrides + [f"devices={devices}"])
-    sweep = Sweep(cfg, "/nonexistent", progress=False)
-    sweep.ledger = {}
     t0 = time.perf_counter()
-    sweep._build()
+    # the run directory is only checked for writing: run_epoch writes nothing
+    with tempfile.TemporaryDirectory() as run_dir:
+        sweep = Sweep(cfg, run_dir, progress=False)
     first = cfg.planner.random_collect_epochs
     for e in range(first + 1):  # compile the random and the planner collection paths
         sweep.run_epoch(e)

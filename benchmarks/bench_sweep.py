@@ -1,4 +1,5 @@
-"""One sweep epoch of V variants three ways: vmapped with masking, vmapped with buckets, sequential.
+"""One sweep epoch of V variants three ways: vmapped with masking, vmapped with buckets, sequential;
+and a whole sweep with its artifacts written synchronously or overlapping the next epoch.
 
 * masked: every width in one bucket allocated at the largest width (``bucket_ratio`` huge);
 * bucketed: widths grouped into buckets within ``bucket_ratio`` (the sweep's default);
@@ -9,7 +10,13 @@ collection policy, so the ratios compare like with like; that first epoch's extr
 reported apart as ``compile_s``. Prints one JSON object with the ratios
 and the useful-FLOP fraction of each layout.
 
-    python benchmarks/bench_sweep.py [--config configs/default.yaml] [key=value ...]
+``writes`` times whole sweeps (``Sweep.run``: every artifact, checkpoint and the controller) in
+this process, once with each epoch's artifacts written before the next epoch starts
+(``synchronous_writes=True``) and once with them written on the executor while the next epoch
+computes (the default), after one untimed sweep that fills the compilation cache; ``saved_s`` is
+the difference of the best of ``--write-repeats`` runs each. ``--only writes`` skips the layouts.
+
+    python benchmarks/bench_sweep.py [--config configs/default.yaml] [--only layouts|writes] [key=value ...]
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import argparse
 import dataclasses
 import os
 import sys
+import tempfile
 import time
 
 import jax
@@ -33,9 +41,9 @@ def epoch_time(cfg, *, epochs: int = 2) -> tuple[float, Sweep, dict[str, float],
     """Returns the best warm epoch time (s) of a sweep built from ``cfg`` (no I/O), the sweep,
     the seconds of each phase of one more warm epoch (every phase waited for), and the seconds
     the first epoch took beyond the best warm one (compiling, or loading from the cache)."""
-    sweep = Sweep(cfg, "/nonexistent", progress=False)
-    sweep.ledger = {}
-    sweep._build()
+    # the run directory is only checked for writing: run_epoch writes nothing
+    with tempfile.TemporaryDirectory() as run_dir:
+        sweep = Sweep(cfg, run_dir, progress=False)
     t0 = time.perf_counter()
     # compile the planner-collection path
     jax.block_until_ready(sweep.run_epoch(cfg.planner.random_collect_epochs))
@@ -50,13 +58,44 @@ def epoch_time(cfg, *, epochs: int = 2) -> tuple[float, Sweep, dict[str, float],
     return best, sweep, phases, max(first - best, 0.0)
 
 
+def sweep_seconds(cfg, *, synchronous: bool) -> float:
+    """Returns the wall seconds of one whole sweep of ``cfg`` into a fresh run directory."""
+    with tempfile.TemporaryDirectory() as root:
+        t0 = time.perf_counter()
+        Sweep(cfg, os.path.join(root, "run"), progress=False, synchronous_writes=synchronous).run()
+        return time.perf_counter() - t0
+
+
+def write_overlap(cfg, *, repeats: int) -> dict:
+    """Returns whole-sweep seconds with synchronous and with overlapped writes, and the time saved."""
+    sweep_seconds(cfg, synchronous=False)  # untimed: compiles (and fills the persistent cache)
+    runs: dict[str, list[float]] = {"synchronous": [], "overlapped": []}
+    for _ in range(repeats):
+        runs["synchronous"].append(sweep_seconds(cfg, synchronous=True))
+        runs["overlapped"].append(sweep_seconds(cfg, synchronous=False))
+    best = {k: min(v) for k, v in runs.items()}
+    return {"epochs": cfg.epochs, "sweep_s": best, "runs_s": runs,
+            "saved_s": best["synchronous"] - best["overlapped"],
+            "saved_fraction": 1.0 - best["overlapped"] / best["synchronous"]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--config")
     ap.add_argument("--epochs", type=int, default=1, help="warm epochs timed per layout (best of)")
+    ap.add_argument("--only", choices=("layouts", "writes"), help="measure only the epoch layouts or the writes")
+    ap.add_argument("--write-repeats", type=int, default=1, help="whole sweeps timed per write mode (best of)")
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
     cfg = load_config(args.config, args.overrides)
+    writes = write_overlap(cfg, repeats=args.write_repeats) if args.only != "layouts" else None
+    if args.only == "writes":
+        v = cfg.variants
+        emit({"benchmark": "sweep_writes", "device": device_info(),
+              "sizes": {"variants": len(v.hidden_dims) * len(v.buffer_sizes) * len(v.seeds), "epochs": cfg.epochs,
+                        "samples_per_epoch": cfg.samples_per_epoch},
+              "writes": writes})
+        return
     v = cfg.variants
     n_variants = len(v.hidden_dims) * len(v.buffer_sizes) * len(v.seeds)
 
@@ -100,6 +139,8 @@ def main() -> None:
         # variant in sequence.
         "phase_s": {"vmapped_buckets": {k: round(x, 3) for k, x in ph_bucket.items()},
                     "sequential": {k: round(x, 3) for k, x in ph_seq.items()}},
+        # a whole sweep with its artifacts written synchronously, and overlapping the next epoch
+        "writes": writes,
     })
 
 

@@ -250,16 +250,15 @@ def _enospc_child(site: str, run_dir: str, overrides: list[str]) -> int:
     """Runs the sweep CLI with ENOSPC raised at one write site once epoch 1 writes."""
     import errno
 
-    from augnes_jax import files, sweep, sweep_io
+    from augnes_jax import files, sweep
     from augnes_jax.judgments import JudgmentWriter
     from augnes_jax.tensorboard_io import RunWriter
 
     state = {"epoch": 0, "inside": 0}
-    write_epoch, fsync = sweep_io.SweepWriter.write_epoch, os.fsync
+    fsync = os.fsync
 
-    def tracked(self, epoch, result, *, t_compute):
+    def tracked(epoch):
         state["epoch"] = epoch
-        return write_epoch(self, epoch, result, t_compute=t_compute)
 
     def full(path=None):
         return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
@@ -278,7 +277,6 @@ def _enospc_child(site: str, run_dir: str, overrides: list[str]) -> int:
                 state["inside"] -= 1
         return wrapped
 
-    sweep_io.SweepWriter.write_epoch = tracked
     os.fsync = full_fsync
     if site == "judgments":
         JudgmentWriter.append = during(JudgmentWriter.append)
@@ -293,7 +291,7 @@ def _enospc_child(site: str, run_dir: str, overrides: list[str]) -> int:
             return flush(self)
 
         RunWriter.flush = full_flush
-    return sweep.main(["--no-progress", "--run-dir", run_dir, *overrides])
+    return sweep.main(["--no-progress", "--run-dir", run_dir, *overrides], before_write=tracked)
 
 
 def _outcome(res: subprocess.CompletedProcess) -> dict:

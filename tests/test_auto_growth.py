@@ -4,8 +4,8 @@ import json
 
 from augnes_jax.config import load_config
 from augnes_jax.judgments import read_judgments
-from augnes_jax.tensorboard_io import TensorBoardReader
 from augnes_jax.sweep import Sweep
+from augnes_jax.tensorboard_io import TensorBoardReader
 from tests.sweep_configs import TINY
 
 

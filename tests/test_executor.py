@@ -111,3 +111,35 @@ def test_store_feedback_batch_is_vectorised_and_bad_feedback_writes_nothing(tmp_
 def test_feedback_needs_a_judgments_path():
     with Executor() as ex, pytest.raises(RuntimeError, match="no judgments_path"):
         ex.store_feedback(goal_id=0, reward=1.0, optimal_reward=1.0, baseline_reward=None, episode=0)
+
+
+def test_write_pipeline_runs_tasks_in_order_and_raises_a_failure_where_it_waits():
+    from augnes_jax.write_pipeline import WritePipeline
+
+    order: list[str] = []
+    gate = threading.Event()
+    with Executor() as ex:
+        pipe = WritePipeline(ex, overlap=True)
+        pipe.run(lambda: (gate.wait(), order.append("epoch 0")), name="epoch 0")
+        order.append("caller")  # the caller runs on while epoch 0 is pending
+        gate.set()
+        pipe.run(lambda: order.append("epoch 1"), name="epoch 1")  # waits for epoch 0 first
+        pipe.run(lambda: [][0], name="epoch 2")
+        with pytest.raises(IndexError):
+            pipe.wait()
+        pipe.wait()  # a failure is raised once
+    assert order == ["caller", "epoch 0", "epoch 1"]
+    assert [f.name for f in ex.failures] == ["epoch 2"]
+
+
+def test_write_pipeline_without_overlap_runs_each_task_before_returning():
+    from augnes_jax.write_pipeline import WritePipeline
+
+    order: list[int] = []
+    with Executor() as ex:
+        pipe = WritePipeline(ex, overlap=False)
+        pipe.run(lambda: order.append(threading.get_ident()), name="epoch 0")
+        assert order == [threading.get_ident()] and not pipe.overlap
+        with pytest.raises(ZeroDivisionError):
+            pipe.run(lambda: 1 / 0, name="epoch 1")
+    assert not WritePipeline(None, overlap=True).overlap  # no executor: nothing to overlap on

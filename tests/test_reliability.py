@@ -23,8 +23,8 @@ from augnes_jax import checkpoint as ckpt
 from augnes_jax import infer
 from augnes_jax.config import ConfigError, load_config
 from augnes_jax.meta import DIVERGED_TAG
-from augnes_jax.tensorboard_io import TensorBoardReader
 from augnes_jax.sweep import Sweep
+from augnes_jax.tensorboard_io import TensorBoardReader
 from augnes_jax.variants import VARIANT_RE, all_variants, build_buckets
 from tests.test_resume import (
     EPISODES,
@@ -42,7 +42,7 @@ from tests.toy_checkpoint import write_toy_checkpoint
 POISONED = "h16-b400-s1"
 
 # Runs a sweep in a fresh process: ``python -c RUNNER MODE RUN_DIR OUT_JSON [key=value ...]``.
-#   plain:   the sweep, then a resume's prepare() on a copy of the finished run; writes the
+#   plain:   the sweep, then a resumed Sweep built on a copy of the finished run; writes the
 #            summary and both regret ledgers (live and rebuilt, as float.hex) to OUT_JSON
 #   diverge: the same with NaN observations written into one variant's buffer from epoch 1 on
 #   enospc:  the CLI, with every fsync failing with ENOSPC once epoch 1 writes (a full disk)
@@ -50,62 +50,53 @@ RUNNER = r"""
 import errno, json, os, shutil, sys
 mode, run_dir, out, *overrides = sys.argv[1:]
 from augnes_jax import sweep as S
-from augnes_jax import sweep_io
+from augnes_jax.config import load_config
 
-if mode == "diverge":
+
+def poison(sweep):
     import jax.numpy as jnp
-    build = S.Sweep._build
 
-    def _build(self):
-        build(self)
-        for r in self.runs:
-            names = [v.name for v in r.bucket.variants]
-            if POISONED in names:
-                i, collect = names.index(POISONED), r.fns.collect
+    for r in sweep.runs:
+        names = [v.name for v in r.bucket.variants]
+        if POISONED in names:
+            i, collect = names.index(POISONED), r.fns.collect
 
-                def poisoned(states, buffers, keys, probs, use_random, collect=collect, i=i):
-                    buffers, counts = collect(states, buffers, keys, probs, use_random=use_random)
-                    if not use_random:
-                        data = dict(buffers.data)
-                        data["obs"] = data["obs"].at[i].set(jnp.nan)
-                        buffers = buffers.replace(data=data)
-                    return buffers, counts
+            def poisoned(states, buffers, keys, probs, use_random, collect=collect, i=i):
+                buffers, counts = collect(states, buffers, keys, probs, use_random=use_random)
+                if not use_random:
+                    data = dict(buffers.data)
+                    data["obs"] = data["obs"].at[i].set(jnp.nan)
+                    buffers = buffers.replace(data=data)
+                return buffers, counts
 
-                r.fns = r.fns._replace(collect=poisoned)
+            r.fns = r.fns._replace(collect=poisoned)
 
-    S.Sweep._build = _build
 
 if mode == "enospc":
     armed = [False]
-    write_epoch, fsync = sweep_io.SweepWriter.write_epoch, os.fsync
-
-    def guarded_write_epoch(self, epoch, result, *, t_compute):
-        armed[0] = epoch >= 1
-        return write_epoch(self, epoch, result, t_compute=t_compute)
+    fsync = os.fsync
 
     def full_fsync(fd):
         if armed[0]:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return fsync(fd)
 
-    sweep_io.SweepWriter.write_epoch = guarded_write_epoch
     os.fsync = full_fsync
-    sys.exit(S.main(["--no-progress", "--run-dir", run_dir, *overrides]))
+    sys.exit(S.main(["--no-progress", "--run-dir", run_dir, *overrides],
+                    before_write=lambda epoch: armed.__setitem__(0, epoch >= 1)))
 
-from augnes_jax.config import load_config
 cfg = load_config(None, overrides)
 sweep = S.Sweep(cfg, run_dir, progress=False)
+if mode == "diverge":
+    poison(sweep)
 summary = sweep.run()
 hexed = lambda ledger: {k: [[float(x).hex() for x in a] for a in v] for k, v in sorted(ledger.items())}
 copy = out + ".run"
 shutil.copytree(run_dir, copy)
 again = S.Sweep(cfg, copy, resume=True, progress=False)
-writer = sweep_io.SweepWriter(again)
-start = writer.prepare(resume=True, allow_changed=())
-writer.close()
 with open(out, "w") as f:
-    json.dump({"summary": summary, "live": hexed(sweep.ledger), "rebuilt": hexed(writer.ledger),
-               "start": start}, f)
+    json.dump({"summary": summary, "live": hexed(sweep.ledger), "rebuilt": hexed(again.ledger),
+               "start": again.start_epoch}, f)
 """.replace("POISONED", repr(POISONED))
 
 

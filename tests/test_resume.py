@@ -266,24 +266,21 @@ def test_world_model_stats_truncate_drops_later_epochs_and_emptied_variants():
 
 def test_rebuilt_ledger_adds_epoch_by_epoch_in_episode_order():
     """Near 1e16 a float addition rounds, so only the live run's order gives the live run's bits."""
-    from types import SimpleNamespace
+    from augnes_jax.host_state import rebuild_ledger
 
-    from augnes_jax.sweep_io import SweepWriter
-
-    writer = SweepWriter.__new__(SweepWriter)
-    writer.sweep = SimpleNamespace(num_goals=2, growth=[{"epoch": 1, "from": "h4-b8-s0", "to": "h8-b8-s0"}])
-    rec = lambda v, e, k, g, r: {"variant": v, "epoch": e, "episode": k, "goal_id": g, "regret": r}  # noqa: E731
-    writer._rebuild_ledger([
-        rec("h4-b8-s0", 0, 0, 0, 1e16), rec("h4-b8-s0", 0, 1, 1, 2.5),
-        rec("h4-b8-s0", 1, 2, 0, -1e16), rec("h4-b8-s0", 1, 0, 0, 1.0), rec("h4-b8-s0", 1, 1, 0, 1.0),  # file order
-        rec("h8-b8-s0", 2, 0, 1, 0.5),
-    ])
-    # what write_epoch adds: one bincount per epoch over episodes 0, 1, 2, added to the ledger
+    growth = [{"epoch": 1, "from": "h4-b8-s0", "to": "h8-b8-s0"}]
+    rows = [  # (variant, epoch, episode, goal_id, regret) in file order
+        ("h4-b8-s0", 0, 0, 0, 1e16), ("h4-b8-s0", 0, 1, 1, 2.5),
+        ("h4-b8-s0", 1, 2, 0, -1e16), ("h4-b8-s0", 1, 0, 0, 1.0), ("h4-b8-s0", 1, 1, 0, 1.0),  # file order
+        ("h8-b8-s0", 2, 0, 1, 0.5),
+    ]
+    ledger, _ = rebuild_ledger(*zip(*rows, strict=True), growth, num_goals=2)
+    # what judging an epoch adds: one bincount per epoch over episodes 0, 1, 2, added to the ledger
     goal0 = (0.0 + 1e16) + (((0.0 + 1.0) + 1.0) + -1e16)
     assert goal0 == 2.0 and ((1e16 + 1.0) + 1.0) + -1e16 == 0.0  # all epochs at once would give 0.0
-    counts, sums = writer.ledger["h4-b8-s0"]
+    counts, sums = ledger["h4-b8-s0"]
     assert counts.tolist() == [4.0, 1.0] and sums.tolist() == [goal0, 2.5]
-    counts, sums = writer.ledger["h8-b8-s0"]  # handed on when it grew at epoch 1, then epoch 2 added
+    counts, sums = ledger["h8-b8-s0"]  # handed on when it grew at epoch 1, then epoch 2 added
     assert counts.tolist() == [4.0, 2.0] and sums.tolist() == [goal0, 3.0]
 
 
@@ -310,3 +307,24 @@ def test_auto_mode_killed_after_growth_resumes_to_the_same_run(tmp_path_factory,
     assert res.returncode == 0, res.stderr[-2000:]
     assert_same(artifacts(ref_dir), artifacts(run_dir))
     assert json.loads((run_dir / "decision.json").read_text())["growth"] == growth
+
+
+def test_kept_judgments_are_the_lines_before_the_start_once_each(tmp_path, caplog):
+    """What a resume keeps of judgments.jsonl: the earlier epochs' own lines, byte for byte, without
+    duplicates, later epochs or a torn last line; the ledger is rebuilt from exactly those."""
+    from augnes_jax.judgments import JudgmentWriter, make_judgments
+    from augnes_jax.resume import kept_judgments
+
+    path = tmp_path / "judgments.jsonl"
+    with JudgmentWriter(path) as w:
+        for epoch in range(3):
+            w.append(make_judgments(np.array([0, 1]), np.array([0.5, 0.25]), np.array([1.0, 1.0]), None,
+                                    np.array([0, 1]), variant="h4-b8-s0", epoch=epoch))
+    lines = path.read_text().splitlines()
+    with open(path, "ab") as f:  # a repeated line, then a line torn by a crash
+        f.write(lines[1].encode() + b'\n{"goal_id": 0, "rew')
+    kept, j = kept_judgments(path, 2)
+    assert kept == lines[:4]
+    assert j.epoch.tolist() == [0, 0, 1, 1] and j.regret.tolist() == [0.5, 0.75, 0.5, 0.75]
+    assert "1 duplicate judgments dropped" in caplog.text and f"{path}:8: unreadable line dropped" in caplog.text
+    assert kept_judgments(path, 0)[0] == [] and kept_judgments(tmp_path / "none.jsonl", 1) == ([], None)

@@ -21,17 +21,17 @@ import pytest
 
 from augnes_jax.checkpoint import restore_checkpoint
 from augnes_jax.config import load_config
+from augnes_jax.distribution import pad_rows
 from augnes_jax.judgments import read_judgments
-from augnes_jax.tensorboard_io import TensorBoardReader
 from augnes_jax.sweep import (
     Sweep,
     SweepError,
-    _pad_rows,
     init_distributed,
     main,
     make_mesh,
     padded_size,
 )
+from augnes_jax.tensorboard_io import TensorBoardReader
 from augnes_jax.variants import parse_variant_name
 from tests.sweep_configs import TINY
 
@@ -268,10 +268,10 @@ def test_two_processes_resume_and_agree_with_one_device(runs, tmp_path):
 def test_padding_rounds_up_and_repeats_the_last_row():
     assert [padded_size(n, 4) for n in (1, 3, 4, 6, 8)] == [4, 4, 4, 8, 8]
     assert padded_size(5, 1) == 5
-    np.testing.assert_array_equal(_pad_rows(np.array([[1, 2], [3, 4], [5, 6]]), 5),
+    np.testing.assert_array_equal(pad_rows(np.array([[1, 2], [3, 4], [5, 6]]), 5),
                                   [[1, 2], [3, 4], [5, 6], [5, 6], [5, 6]])
     x = np.arange(4)
-    assert _pad_rows(x, 4) is x
+    assert pad_rows(x, 4) is x
 
 
 def test_mesh_needs_enough_devices():
@@ -316,8 +316,9 @@ def _worker_sharded(run_dir: str, overrides: list[str]) -> dict:
     import jax.numpy as jnp
 
     from augnes_jax.checkpoint import SweepCheckpointer
-    from augnes_jax.sweep import _COLLECT, eval_episodes, host_copy, variant_keys
-    from augnes_jax.sweep_io import SweepWriter
+    from augnes_jax.distribution import host_copy
+    from augnes_jax.sampling import COLLECT, eval_episodes, variant_keys
+    from augnes_jax.sweep_checkpoints import restore_device_state
 
     cfg = load_config(None, overrides)
     sweep = Sweep(cfg, run_dir, progress=False)
@@ -334,8 +335,8 @@ def _worker_sharded(run_dir: str, overrides: list[str]) -> dict:
                                "n_leaves": len(leaves), "placements": placements})
     # the executables the run compiled (cache hits): look for cross-device collectives
     r = sweep.runs[0]
-    keys = sweep._shard(variant_keys(cfg.seed, r.seeds, _COLLECT, 0))
-    probs = sweep._shard(jnp.full((r.padded_size, len(sweep.goal_ids)), 1.0 / len(sweep.goal_ids), jnp.float32))
+    keys = sweep.shard(variant_keys(cfg.seed, r.seeds, COLLECT, 0))
+    probs = sweep.shard(jnp.full((r.padded_size, len(sweep.goal_ids)), 1.0 / len(sweep.goal_ids), jnp.float32))
     keys_eval, goals_eval = eval_episodes(cfg.seed, 0, sweep.goal_ids, cfg.planner.episodes_per_goal)
     calls = {"collect": (r.fns.collect, (r.states, r.buffers, keys, probs), {"use_random": False}),
              "train": (r.fns.train, (r.states, r.buffers, keys), {}),
@@ -346,14 +347,10 @@ def _worker_sharded(run_dir: str, overrides: list[str]) -> dict:
     final = [np.asarray(x) for x in host_copy(jax.tree.leaves((r.states, r.buffers)))]
     other_cfg = load_config(None, [o for o in overrides if not o.startswith("devices=")] + ["devices=3"])
     other = Sweep(other_cfg, run_dir, progress=False)
-    other.ledger = {}
-    other._build()
-    writer = SweepWriter(other)
-    writer.primary = False  # restoring re-opens the TensorBoard runs; leave the finished run's alone
-    writer.checkpointer = SweepCheckpointer(Path(run_dir) / "checkpoints")
-    writer.restore_device_state(cfg.epochs - 1)
-    writer.checkpointer.close()
-    restored = jax.tree.leaves((other.runs[0].states, other.runs[0].buffers))
+    with SweepCheckpointer(Path(run_dir) / "checkpoints") as checkpointer:
+        arrays, _ = checkpointer.restore(cfg.epochs - 1)
+    states = restore_device_state(other.runs, arrays, cfg.epochs - 1, checkpointer.directory, other.shard)
+    restored = jax.tree.leaves(states[0])
     n = len(r.bucket.variants)
     diff = max(float(np.max(np.abs(np.asarray(a, np.float64) - b[:n].astype(np.float64)), initial=0.0))
                for a, b in zip(host_copy(restored), final, strict=True))

@@ -1,0 +1,72 @@
+"""A sweep's random streams and its collection goal probabilities (shell layer, pure functions).
+
+Every random stream is derived from (config seed, variant seed, purpose, epoch), never from the
+variant's width or buffer size, so variants that differ only in capacity see the same random
+numbers, and an interrupted run resumes onto the same streams.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["COLLECT", "EVAL", "INIT", "TRAIN", "VAL", "eval_episodes", "goal_probabilities",
+           "ledger_goal_probabilities", "purpose_key", "variant_keys"]
+
+# Key purposes (see the module docstring).
+INIT, COLLECT, TRAIN, EVAL, VAL = range(5)
+
+
+def purpose_key(cfg_seed: int, purpose: int, epoch: int = 0) -> jax.Array:
+    """Returns the base key of one purpose at one epoch."""
+    return jax.random.fold_in(jax.random.fold_in(jax.random.key(cfg_seed), purpose), epoch)
+
+
+def variant_keys(cfg_seed: int, seeds: np.ndarray, purpose: int, epoch: int) -> jax.Array:
+    """Returns ``[V]`` typed keys that depend only on (config seed, variant seed, purpose, epoch)."""
+    base = purpose_key(cfg_seed, purpose, epoch)
+    return jax.vmap(lambda s: jax.random.fold_in(base, s))(jnp.asarray(seeds, jnp.uint32))
+
+
+def eval_episodes(cfg_seed: int, epoch: int, goal_ids: np.ndarray, per_goal: int) -> tuple[jax.Array, jax.Array]:
+    """Returns the evaluation episodes' ``(keys[N], goals[N])``; shared by every variant (CRN)."""
+    goals = jnp.repeat(jnp.asarray(goal_ids, jnp.int32), per_goal)
+    return jax.random.split(purpose_key(cfg_seed, EVAL, epoch), goals.shape[0]), goals
+
+
+def goal_probabilities(avg_regret: np.ndarray, counts: np.ndarray, mode: str, temperature: float, floor: float) -> np.ndarray:
+    """Returns collection probabilities over goals ``[G]``.
+
+    ``uniform`` gives every goal the same share. ``regret`` gives goals with a higher average
+    regret so far a larger share: a softmax over standardised average regret at the given
+    temperature, mixed with a uniform floor so no goal starves. Goals not yet judged count as
+    average.
+    """
+    g = avg_regret.shape[0]
+    if mode == "uniform" or not np.any(counts > 0):
+        return np.full(g, 1.0 / g)
+    seen = counts > 0
+    r = np.where(seen, avg_regret, np.nan)
+    mu = np.nanmean(r)
+    sd = np.nanstd(r)
+    z = np.where(seen, (r - mu) / (sd + 1e-8), 0.0)
+    w = np.exp((z - z.max()) / temperature)
+    p = w / w.sum()
+    floor = min(floor, 1.0 / g)
+    return floor + (1.0 - g * floor) * p
+
+
+def ledger_goal_probabilities(entry: tuple[np.ndarray, np.ndarray] | None, goal_ids: np.ndarray, mode: str,
+                              temperature: float, floor: float) -> np.ndarray:
+    """Returns a variant's collection probabilities over ``goal_ids`` from its regret ledger entry.
+
+    ``entry`` is ``(counts[G], sums[G])`` over every goal of the environment, None before the
+    variant was first judged (then every goal gets the same share).
+    """
+    g = goal_ids
+    if entry is None:
+        return np.full(len(g), 1.0 / len(g))
+    counts, sums = entry
+    avg = np.where(counts > 0, sums / np.maximum(counts, 1), 0.0)[g]
+    return goal_probabilities(avg, counts[g], mode, temperature, floor)

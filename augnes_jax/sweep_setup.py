@@ -1,0 +1,130 @@
+"""What a sweep is built from: its run directory, its epoch settings, its buckets and each bucket's
+device state (shell layer)."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from augnes_jax.config import Config, ConfigError
+from augnes_jax.distribution import Placement, pad_rows, shard_bucket_fns
+from augnes_jax.epoch import (
+    EpochSettings,
+    buffer_item,
+    init_bucket_buffers,
+    init_bucket_states,
+    make_bucket_fns,
+)
+from augnes_jax.planner import PlannerSettings
+from augnes_jax.sampling import INIT, variant_keys
+from augnes_jax.sweep_errors import SweepError
+from augnes_jax.variants import Bucket, build_buckets
+from augnes_jax.world_model import make_world_model
+
+__all__ = ["BucketRun", "build_bucket_run", "check_writable", "epoch_settings", "resolve_run_dir", "sweep_buckets"]
+
+
+def resolve_run_dir(cfg: Config, run_dir: str | None) -> Path:
+    """Returns the run directory: ``--run-dir``, else ``runs_dir/run_name``, else a timestamped name."""
+    if run_dir:
+        return Path(run_dir)
+    name = cfg.run_name or f"{cfg.env.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    root = Path(cfg.runs_dir).resolve()
+    path = (root / name).resolve()
+    if root not in path.parents:
+        raise ConfigError("run_name", f"{name!r} escapes {root}")
+    return path
+
+
+def check_writable(run_dir: Path) -> None:
+    """Creates ``run_dir`` and checks that this process can write into it.
+
+    Raises:
+      SweepError: it cannot; the message names the directory and the reason.
+    """
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        # one probe per process: hosts sharing the run directory must not remove each other's
+        probe = run_dir / f".write_probe.{jax.process_index()}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise SweepError(f"cannot write to run directory {run_dir}: {e.strerror or e}") from None
+
+
+def epoch_settings(cfg: Config) -> EpochSettings:
+    """Returns the static sizes of one epoch under ``cfg``."""
+    planner = PlannerSettings.from_config(cfg.planner)
+    pc = cfg.planner
+    return EpochSettings(
+        episode_length=cfg.env.episode_length,
+        samples_per_epoch=cfg.samples_per_epoch,
+        train_steps=cfg.world_model.train_steps_per_epoch,
+        planner=planner,
+        collect_planner=dataclasses.replace(planner, num_samples=pc.collect_num_samples,
+                                            num_elites=min(pc.num_elites, pc.collect_num_samples),
+                                            iterations=pc.collect_iterations),
+        exploration_noise=cfg.planner.exploration_noise,
+        k_steps=tuple(sorted(cfg.world_model.k_steps)),
+    )
+
+
+def sweep_buckets(cfg: Config) -> list[Bucket]:
+    """Returns the width buckets of the config's variants (``auto`` mode: the start width only)."""
+    v = cfg.variants
+    if v.capacity_mode == "auto":
+        return build_buckets((v.auto_start_hidden_dim,), v.buffer_sizes, v.seeds, v.bucket_ratio,
+                             max_width_override=v.auto_max_hidden_dim)
+    return build_buckets(v.hidden_dims, v.buffer_sizes, v.seeds, v.bucket_ratio)
+
+
+@dataclasses.dataclass
+class BucketRun:
+    """A bucket's static functions and its current (device) state.
+
+    ``states`` and ``buffers`` carry a leading variant axis padded up to a multiple of the
+    device count; rows past ``len(bucket.variants)`` are padding and never reach an output.
+    """
+
+    bucket: Bucket
+    wm: Any
+    fns: Any
+    states: Any
+    buffers: Any
+    seeds: np.ndarray
+    hidden_dims: np.ndarray
+
+    @property
+    def padded_size(self) -> int:
+        """Returns the length of the (padded) variant axis."""
+        return int(self.seeds.shape[0])
+
+    def pad(self, x: np.ndarray) -> np.ndarray:
+        """Returns per-variant rows ``x[len(variants), ...]`` padded to the variant axis' length."""
+        return pad_rows(np.asarray(x), self.padded_size)
+
+
+def build_bucket_run(b: Bucket, cfg: Config, env: Any, env_params: Any, goal_ids: np.ndarray,
+                     settings: EpochSettings, placement: Placement) -> BucketRun:
+    """Returns bucket ``b``'s jitted functions and its freshly initialised, placed device state."""
+    wmc = cfg.world_model
+    obs_dim, act_dim = env.obs_dim, env.action_feature_dim
+    wm = make_world_model(obs_dim, act_dim, b.max_width, wmc.num_layers, wmc.learning_rate,
+                          wmc.weight_decay, wmc.grad_clip, wmc.batch_size)
+    fns = make_bucket_fns(env, env_params, wm, goal_ids, env.num_goals, settings)
+    size = placement.padded(len(b.variants))
+    seeds = pad_rows(np.asarray([v.seed for v in b.variants], np.int64), size)
+    hidden = pad_rows(np.asarray([v.hidden_dim for v in b.variants], np.int32), size)
+    capacity = pad_rows(np.asarray([v.buffer_size for v in b.variants], np.int32), size)
+    item = buffer_item(env, obs_dim)
+    # built straight into their sharding, so no single device ever holds every buffer
+    init = jax.jit(lambda k, h, c: (init_bucket_states(wm, k, h), init_bucket_buffers(item, b.max_buffer_size, c)),
+                   out_shardings=placement.sharding)
+    states, buffers = init(variant_keys(cfg.seed, seeds, INIT, 0), jnp.asarray(hidden), jnp.asarray(capacity))
+    return BucketRun(b, wm, shard_bucket_fns(fns, placement.mesh), states, buffers, seeds, hidden)
