@@ -12,12 +12,13 @@ value" (and fall back to a default path) or crash on. Here that is a usage error
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Callable
 
 from augnes_jax.errors import UserError
 
-__all__ = ["ArgumentParser", "os_error_line", "run_command"]
+__all__ = ["ArgumentParser", "non_negative_float", "os_error_line", "positive_int", "run_command"]
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -59,3 +60,25 @@ def run_command(prog: str, body: Callable[[], int | None]) -> int:
     except OSError as e:
         return fail(prog, os_error_line(e) if not isinstance(e, UserError) else str(e))
     return 0 if status is None else int(status)
+
+
+def non_negative_float(text: str) -> float:
+    """Returns ``text`` as a finite float >= 0 (an argparse type)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (v >= 0 and math.isfinite(v)):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
+    return v
+
+
+def positive_int(text: str) -> int:
+    """Returns ``text`` as an int >= 1 (an argparse type)."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text!r}")
+    return v

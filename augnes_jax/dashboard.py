@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from augnes_jax import files
-from augnes_jax.cli import ArgumentParser, run_command
+from augnes_jax.cli import ArgumentParser, non_negative_float, run_command
 from augnes_jax.dashboard_plots import EVIDENCE_PLOTS, PlotData
 from augnes_jax.dashboard_scaling import ANALYSIS_PLOTS
 from augnes_jax.dashboard_transition import (
@@ -45,12 +45,7 @@ from augnes_jax.dashboard_transition import (
     plot_transition,
 )
 from augnes_jax.errors import UserError
-from augnes_jax.meta import (
-    MetaJudgmentController,
-    non_negative_float,
-    run_dir_problem,
-    run_settings,
-)
+from augnes_jax.meta import MetaJudgmentController, run_dir_problem, run_settings
 
 log = logging.getLogger(__name__)
 

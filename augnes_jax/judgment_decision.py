@@ -95,7 +95,7 @@ def decide(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Returns the exit status of ``python -m augnes_jax.judgment_decision`` (0 ok, 2 bad input)."""
-    from augnes_jax.meta import non_negative_float, positive_int
+    from augnes_jax.cli import non_negative_float, positive_int
 
     parser = ArgumentParser(
         prog="python -m augnes_jax.judgment_decision",

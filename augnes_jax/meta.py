@@ -15,7 +15,6 @@ the explanation.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 import math
@@ -26,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from augnes_jax import files
-from augnes_jax.cli import ArgumentParser, run_command
+from augnes_jax.cli import ArgumentParser, non_negative_float, positive_int, run_command
 from augnes_jax.decision import Decision, Gain, decide, latest_gains
 from augnes_jax.decision_analysis import AnalysisSettings
 from augnes_jax.errors import UserError
@@ -53,8 +52,6 @@ __all__ = [
     "has_tensorboard_runs",
     "main",
     "model_error_by_goal",
-    "non_negative_float",
-    "positive_int",
     "run_dir_problem",
     "run_settings",
 ]
@@ -281,28 +278,6 @@ def model_error_by_goal(path: Path, evidence: Sequence[VariantEvidence]) -> tupl
 
 
 # ------------------------------------------------------------------------------------- CLI
-
-
-def non_negative_float(text: str) -> float:
-    """Returns ``text`` as a finite float >= 0 (an argparse type)."""
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not (v >= 0 and math.isfinite(v)):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
-    return v
-
-
-def positive_int(text: str) -> int:
-    """Returns ``text`` as an int >= 1 (an argparse type)."""
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text!r}")
-    return v
 
 
 def run_settings(run_dir: Path) -> dict[str, Any]:

@@ -18,7 +18,8 @@ from typing import NamedTuple
 import numpy as np
 
 from augnes_jax import files
-from augnes_jax.checkpoint import CheckpointError, checkpoint_steps, restore_newest_intact
+from augnes_jax.checkpoint_meta import CheckpointError
+from augnes_jax.checkpoint_read import checkpoint_steps, restore_newest_intact
 from augnes_jax.config import RESULT_NEUTRAL, Config, ConfigError, diff, load_config
 from augnes_jax.distribution import sync_processes
 from augnes_jax.host_state import HostState, rebuild_ledger

@@ -51,9 +51,10 @@ import numpy as np
 
 from augnes_jax import compile_cache, reporting, run_lock
 from augnes_jax import envs as envs_lib
-from augnes_jax.checkpoint import CheckpointWriteError, SweepCheckpointer
+from augnes_jax.checkpoint import SweepCheckpointer
+from augnes_jax.checkpoint_meta import CheckpointWriteError
 from augnes_jax.cli import ArgumentParser, os_error_line, run_command
-from augnes_jax.config import Config, ConfigError, load_config, to_dict
+from augnes_jax.config import Config, ConfigError, check_goals, load_config, to_dict
 from augnes_jax.distribution import (  # noqa: F401 - make_mesh, padded_size: public here too
     Placement,
     host_copy,
@@ -113,6 +114,38 @@ log = logging.getLogger("augnes_jax.sweep")
 # ----------------------------------------------------------------------------- the sweep
 
 
+def build_env(cfg: Config, env: Any = None) -> tuple[Any, Config]:
+    """Returns the sweep's environment and the config that records how a fresh process builds it.
+
+    ``env`` given: that object, recorded by its class's import path where it has one. Otherwise
+    ``env.name`` built with ``env.kwargs``; a name registered from Python is recorded as its
+    factory's import path, so ``--resume``, ``infer`` and ``dashboard`` need no registering code.
+
+    Raises:
+      ConfigError: the name does not resolve, the factory refuses ``env.kwargs`` or raises, or
+        ``env.goals`` names a goal the environment does not have.
+    """
+    if env is None:
+        try:
+            env = envs_lib.make(cfg.env.name, **cfg.env.kwargs)
+        except envs_lib.EnvLookupError as e:
+            raise ConfigError("env.kwargs" if "env.kwargs" in str(e) else "env.name", str(e)) from None
+        name = envs_lib.recorded_name(cfg.env.name)
+    else:
+        cls = type(env)
+        name = (f"{cls.__module__}:{cls.__qualname__}"
+                if cls.__module__ not in ("__main__", None) and "<" not in cls.__qualname__ else cfg.env.name)
+        if cls.__module__.startswith("augnes_jax.envs.") and getattr(env, "name", None):
+            name = env.name if envs_lib.is_known(env.name) else name
+    num_goals = getattr(env, "num_goals", None)
+    if not isinstance(num_goals, int) or isinstance(num_goals, bool) or num_goals < 1:
+        raise ConfigError("env.name", f"{name}: num_goals must be a positive integer, got {num_goals!r}")
+    check_goals(cfg, num_goals)
+    if name != cfg.env.name:
+        cfg = dataclasses.replace(cfg, env=dataclasses.replace(cfg.env, name=name))
+    return env, cfg
+
+
 class Sweep:
     """One capacity sweep, fully built (and, with ``resume``, restored) by the constructor; then :meth:`run`.
 
@@ -137,10 +170,11 @@ class Sweep:
       SweepError: the run cannot start or be resumed; the message is one line.
     """
 
-    def __init__(self, cfg: Config, run_dir: str | Path, *, resume: bool = False,
+    def __init__(self, cfg: Config, run_dir: str | Path, *, env: Any = None, resume: bool = False,
                  allow_changed: tuple[str, ...] = (), progress: bool = True,
                  before_write: Callable[[int], None] | None = None, synchronous_writes: bool = False):
         self._t_start = time.perf_counter()
+        self.env, cfg = build_env(cfg, env)
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.resume = resume
@@ -149,7 +183,6 @@ class Sweep:
         self.show_progress = progress and self.primary
         self.before_write = before_write
         self.synchronous_writes = synchronous_writes
-        self.env = envs_lib.make(cfg.env.name)
         self.env_params = self.env.default_params(cfg.env.episode_length)
         self.goal_ids = np.asarray(cfg.env.goals if cfg.env.goals is not None else range(self.env.num_goals), np.int32)
         self.num_goals = self.env.num_goals
@@ -287,7 +320,7 @@ class Sweep:
         if checkpointer is not None:
             renamed = {g["from"]: g["to"] for g in host.growth if g["epoch"] == epoch}
             val_mse = {renamed.get(k, k): res.metrics["val_mse"] for k, res in judged.variants.items()}
-            save_epoch(checkpointer, epoch, runs, config=to_dict(self.cfg), env=self.env.name,
+            save_epoch(checkpointer, epoch, runs, config=to_dict(self.cfg), env=self.cfg.env.name,
                        obs_dim=self.obs_dim, act_dim=self.act_dim, num_layers=self.cfg.world_model.num_layers,
                        val_mse=val_mse, diverged=host.diverged)
         self.checkpoint_times.append(time.perf_counter() - t1)

@@ -25,11 +25,11 @@ import numpy as np
 
 from augnes_jax import files, regret
 from augnes_jax.config import Config, to_yaml
+from augnes_jax.evidence import DIVERGED_TAG, NUM_PARAMS_TAG
 from augnes_jax.executor import Executor
 from augnes_jax.host_state import HostState, JudgedEpoch, state_record
 from augnes_jax.judgments import read_judgments
-from augnes_jax.meta import DIVERGED_TAG, NUM_PARAMS_TAG
-from augnes_jax.stats import build_strategy_stats, write_strategy_stats
+from augnes_jax.strategy_stats import build_strategy_stats, write_strategy_stats
 from augnes_jax.tensorboard_io import RunWriter, multiline_charts, write_regret_summaries
 from augnes_jax.variants import Variant
 

@@ -78,7 +78,7 @@ def _strip(obj):
 def _artifacts(run_dir: Path) -> dict:
     import jax
 
-    from augnes_jax.checkpoint import restore_checkpoint
+    from augnes_jax.checkpoint_read import restore_checkpoint
 
     step, arrays, _ = restore_checkpoint(run_dir / "checkpoints")
     lines = (run_dir / "judgments.jsonl").read_text().splitlines()

@@ -193,3 +193,27 @@ def test_config_accepts_import_paths_and_gymnax_names_and_checks_their_goals(env
     with pytest.raises(ConfigError) as e:
         load_config(overrides=["env.name=planted_envs"])
     assert _one_line(e).startswith("config error: env.name: must be one of gridworld, reacher")
+
+
+def test_the_sweep_builds_the_env_with_its_kwargs_and_records_a_name_a_fresh_process_resolves(
+        own_registry, env_module):
+    import planted_envs
+
+    from augnes_jax.sweep import build_env
+
+    registry.register("planted", planted_envs.build)
+    env, cfg = build_env(load_config(None, ["env.name=planted", "env.kwargs.scale=3.0"]))
+    assert (env.scale, env.label) == (3.0, "built")
+    assert cfg.env.name == "planted_envs:build"  # what config.yaml and the checkpoint record
+    assert make(cfg.env.name, **cfg.env.kwargs).scale == 3.0
+    assert build_env(load_config(None, []))[1].env.name == "reacher"  # built-ins keep their names
+
+    env, cfg = build_env(load_config(None, []), planted_envs.Env(scale=5.0))
+    assert env.scale == 5.0 and cfg.env.name == "planted_envs:Env"
+
+    with pytest.raises(ConfigError, match=r"^config error: env\.kwargs: .*nope"):
+        build_env(load_config(None, ["env.name=planted_envs:Env", "env.kwargs.nope=1"]))
+    with pytest.raises(ConfigError, match=r"^config error: env\.goals: goal ids \[3\] out of range"):
+        build_env(load_config(None, ["env.name=planted_envs:Env", "env.goals=[3]"]))
+    with pytest.raises(ConfigError, match=r"^config error: env\.name: planted_envs:broken: the factory raised"):
+        build_env(load_config(None, ["env.name=planted_envs:broken"]))

@@ -22,7 +22,7 @@ import pytest
 from augnes_jax import checkpoint as ckpt
 from augnes_jax import infer
 from augnes_jax.config import ConfigError, load_config
-from augnes_jax.meta import DIVERGED_TAG
+from augnes_jax.evidence import DIVERGED_TAG
 from augnes_jax.sweep import Sweep
 from augnes_jax.tensorboard_io import TensorBoardReader
 from augnes_jax.variants import VARIANT_RE, all_variants, build_buckets

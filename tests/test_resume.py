@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from augnes_jax.checkpoint import restore_checkpoint
+from augnes_jax.checkpoint_read import restore_checkpoint
 from tests.sweep_configs import TINY
 
 # regret-prioritised collection: the resumed run's goal probabilities come from the rebuilt

@@ -19,7 +19,9 @@ import numpy as np
 import pytest
 
 from augnes_jax import run_lock
-from augnes_jax.checkpoint import CheckpointError, load_world_model, restore_checkpoint
+from augnes_jax.checkpoint_meta import CheckpointError
+from augnes_jax.checkpoint_read import restore_checkpoint
+from augnes_jax.inference import load_world_model
 from tests.test_resume import artifacts, assert_same, reference_run, sweep_cmd, sweep_env
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from augnes_jax.checkpoint import restore_checkpoint
+from augnes_jax.checkpoint_read import restore_checkpoint
 from augnes_jax.config import load_config
 from augnes_jax.distribution import pad_rows
 from augnes_jax.judgments import read_judgments

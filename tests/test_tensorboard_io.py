@@ -9,7 +9,12 @@ from tensorboard.backend.event_processing import event_accumulator as ea
 from tensorboard.plugins.custom_scalar import layout_pb2
 
 from augnes_jax import regret
-from augnes_jax.tensorboard_io import RunWriter, TensorBoardReader, regret_layout, write_regret_summaries
+from augnes_jax.tensorboard_io import (
+    RunWriter,
+    TensorBoardReader,
+    regret_layout,
+    write_regret_summaries,
+)
 
 
 def f32(x):

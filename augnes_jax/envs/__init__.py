@@ -25,6 +25,7 @@ from augnes_jax.envs.registry import (
     is_known,
     known_names,
     make,
+    recorded_name,
     register,
     resolve,
 )
@@ -66,6 +67,7 @@ __all__ = [
     "is_known",
     "known_names",
     "make",
+    "recorded_name",
     "maze_values",
     "register",
     "registered_envs",

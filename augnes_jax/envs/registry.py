@@ -44,6 +44,7 @@ __all__ = [
     "is_known",
     "known_names",
     "make",
+    "recorded_name",
     "register",
     "resolve",
 ]
@@ -188,6 +189,19 @@ def import_path(name: str) -> str | None:
     if not module or module == "__main__" or "<" in qualname:
         return None
     return f"{module}:{qualname}"
+
+
+def recorded_name(name: str) -> str:
+    """Returns the name a run records for ``name``: one a fresh process resolves without the
+    code that registered it.
+
+    Built-in names, gymnax ids, import paths and entry-point names stand for themselves; a name
+    registered from Python becomes its factory's import path where it has one.
+    """
+    factory = _REGISTRY.get(name)
+    if factory is None or (isinstance(factory, str) and factory.startswith("augnes_jax.envs.")):
+        return name
+    return import_path(name) or name
 
 
 def declared_num_goals(name: str, kwargs: dict[str, Any] | None = None) -> int | None:
