@@ -50,11 +50,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from augnes_jax import compile_cache, reporting, run_lock
-from augnes_jax import envs as envs_lib
 from augnes_jax.checkpoint import SweepCheckpointer
 from augnes_jax.checkpoint_meta import CheckpointWriteError
 from augnes_jax.cli import ArgumentParser, os_error_line, run_command
-from augnes_jax.config import Config, ConfigError, check_goals, load_config, to_dict
+from augnes_jax.config import Config, ConfigError, load_config, to_dict
 from augnes_jax.distribution import (  # noqa: F401 - make_mesh, padded_size: public here too
     Placement,
     host_copy,
@@ -93,6 +92,7 @@ from augnes_jax.sweep_io import SweepWriter, hparam_domains
 from augnes_jax.sweep_setup import (  # noqa: F401 - BucketRun: public here too
     BucketRun,
     build_bucket_run,
+    build_env,
     check_writable,
     epoch_settings,
     resolve_run_dir,
@@ -112,38 +112,6 @@ log = logging.getLogger("augnes_jax.sweep")
 
 
 # ----------------------------------------------------------------------------- the sweep
-
-
-def build_env(cfg: Config, env: Any = None) -> tuple[Any, Config]:
-    """Returns the sweep's environment and the config that records how a fresh process builds it.
-
-    ``env`` given: that object, recorded by its class's import path where it has one. Otherwise
-    ``env.name`` built with ``env.kwargs``; a name registered from Python is recorded as its
-    factory's import path, so ``--resume``, ``infer`` and ``dashboard`` need no registering code.
-
-    Raises:
-      ConfigError: the name does not resolve, the factory refuses ``env.kwargs`` or raises, or
-        ``env.goals`` names a goal the environment does not have.
-    """
-    if env is None:
-        try:
-            env = envs_lib.make(cfg.env.name, **cfg.env.kwargs)
-        except envs_lib.EnvLookupError as e:
-            raise ConfigError("env.kwargs" if "env.kwargs" in str(e) else "env.name", str(e)) from None
-        name = envs_lib.recorded_name(cfg.env.name)
-    else:
-        cls = type(env)
-        name = (f"{cls.__module__}:{cls.__qualname__}"
-                if cls.__module__ not in ("__main__", None) and "<" not in cls.__qualname__ else cfg.env.name)
-        if cls.__module__.startswith("augnes_jax.envs.") and getattr(env, "name", None):
-            name = env.name if envs_lib.is_known(env.name) else name
-    num_goals = getattr(env, "num_goals", None)
-    if not isinstance(num_goals, int) or isinstance(num_goals, bool) or num_goals < 1:
-        raise ConfigError("env.name", f"{name}: num_goals must be a positive integer, got {num_goals!r}")
-    check_goals(cfg, num_goals)
-    if name != cfg.env.name:
-        cfg = dataclasses.replace(cfg, env=dataclasses.replace(cfg.env, name=name))
-    return env, cfg
 
 
 class Sweep:

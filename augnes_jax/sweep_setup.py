@@ -12,7 +12,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from augnes_jax.config import Config, ConfigError
+from augnes_jax import envs as envs_lib
+from augnes_jax.config import Config, ConfigError, check_goals
 from augnes_jax.distribution import Placement, pad_rows, shard_bucket_fns
 from augnes_jax.epoch import (
     EpochSettings,
@@ -27,7 +28,7 @@ from augnes_jax.sweep_errors import SweepError
 from augnes_jax.variants import Bucket, build_buckets
 from augnes_jax.world_model import make_world_model
 
-__all__ = ["BucketRun", "build_bucket_run", "check_writable", "epoch_settings", "resolve_run_dir", "sweep_buckets"]
+__all__ = ["BucketRun", "build_bucket_run", "build_env", "check_writable", "epoch_settings", "resolve_run_dir", "sweep_buckets"]
 
 
 def resolve_run_dir(cfg: Config, run_dir: str | None) -> Path:
@@ -128,3 +129,35 @@ def build_bucket_run(b: Bucket, cfg: Config, env: Any, env_params: Any, goal_ids
                    out_shardings=placement.sharding)
     states, buffers = init(variant_keys(cfg.seed, seeds, INIT, 0), jnp.asarray(hidden), jnp.asarray(capacity))
     return BucketRun(b, wm, shard_bucket_fns(fns, placement.mesh), states, buffers, seeds, hidden)
+
+
+def build_env(cfg: Config, env: Any = None) -> tuple[Any, Config]:
+    """Returns the sweep's environment and the config that records how a fresh process builds it.
+
+    ``env`` given: that object, recorded by its class's import path where it has one. Otherwise
+    ``env.name`` built with ``env.kwargs``; a name registered from Python is recorded as its
+    factory's import path, so ``--resume``, ``infer`` and ``dashboard`` need no registering code.
+
+    Raises:
+      ConfigError: the name does not resolve, the factory refuses ``env.kwargs`` or raises, or
+        ``env.goals`` names a goal the environment does not have.
+    """
+    if env is None:
+        try:
+            env = envs_lib.make(cfg.env.name, **cfg.env.kwargs)
+        except envs_lib.EnvLookupError as e:
+            raise ConfigError("env.kwargs" if "env.kwargs" in str(e) else "env.name", str(e)) from None
+        name = envs_lib.recorded_name(cfg.env.name)
+    else:
+        cls = type(env)
+        name = (f"{cls.__module__}:{cls.__qualname__}"
+                if cls.__module__ not in ("__main__", None) and "<" not in cls.__qualname__ else cfg.env.name)
+        if cls.__module__.startswith("augnes_jax.envs.") and getattr(env, "name", None):
+            name = env.name if envs_lib.is_known(env.name) else name
+    num_goals = getattr(env, "num_goals", None)
+    if not isinstance(num_goals, int) or isinstance(num_goals, bool) or num_goals < 1:
+        raise ConfigError("env.name", f"{name}: num_goals must be a positive integer, got {num_goals!r}")
+    check_goals(cfg, num_goals)
+    if name != cfg.env.name:
+        cfg = dataclasses.replace(cfg, env=dataclasses.replace(cfg.env, name=name))
+    return env, cfg

@@ -199,7 +199,7 @@ def test_the_sweep_builds_the_env_with_its_kwargs_and_records_a_name_a_fresh_pro
         own_registry, env_module):
     import planted_envs
 
-    from augnes_jax.sweep import build_env
+    from augnes_jax.sweep_setup import build_env
 
     registry.register("planted", planted_envs.build)
     env, cfg = build_env(load_config(None, ["env.name=planted", "env.kwargs.scale=3.0"]))
