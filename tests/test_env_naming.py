@@ -40,7 +40,7 @@ ENV_MODULE = """
 @pytest.fixture
 def own_registry(monkeypatch):
     """A copy of the registry for one test, so registrations do not leak into others."""
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    monkeypatch.setattr(registry, "REGISTRY", dict(registry.REGISTRY))
 
 
 @pytest.fixture

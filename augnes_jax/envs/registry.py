@@ -34,6 +34,7 @@ from collections.abc import Callable
 from typing import Any
 
 __all__ = [
+    "REGISTRY",
     "ENTRY_POINT_GROUP",
     "GYMNAX_PREFIX",
     "EnvLookupError",
@@ -55,7 +56,9 @@ _NAME = re.compile(r"^[A-Za-z0-9][\w.\-]*$")
 GYMNAX_PREFIX = "gymnax:"
 _GYMNAX_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*$")
 
-_REGISTRY: dict[str, Callable[..., Any] | str] = {
+# the registered names and their factories (a callable, or an import path loaded on first use);
+# add to it with register(), which checks the name and the factory
+REGISTRY: dict[str, Callable[..., Any] | str] = {
     "gridworld": "augnes_jax.envs.gridworld:GridWorld",
     "reacher": "augnes_jax.envs.reacher:Reacher",
 }
@@ -83,9 +86,9 @@ def register(name: str, factory: Callable[..., Any] | str, *, overwrite: bool = 
             raise EnvLookupError(f"{factory!r} is not an import path package.module:factory")
     elif not callable(factory):
         raise EnvLookupError(f"the factory of {name!r} must be callable, got {type(factory).__name__}")
-    if name in _REGISTRY and not overwrite and _REGISTRY[name] is not factory:
+    if name in REGISTRY and not overwrite and REGISTRY[name] is not factory:
         raise EnvLookupError(f"environment {name!r} is already registered; pass overwrite=True to replace it")
-    _REGISTRY[name] = factory
+    REGISTRY[name] = factory
 
 
 def _entry_points() -> dict[str, importlib.metadata.EntryPoint]:
@@ -94,7 +97,7 @@ def _entry_points() -> dict[str, importlib.metadata.EntryPoint]:
 
 def known_names() -> list[str]:
     """Returns the registered and published environment names, sorted."""
-    return sorted(set(_REGISTRY) | set(_entry_points()))
+    return sorted(set(REGISTRY) | set(_entry_points()))
 
 
 def is_gymnax(name: str) -> bool:
@@ -105,7 +108,7 @@ def is_gymnax(name: str) -> bool:
 
 def is_known(name: str) -> bool:
     """Returns whether ``name`` resolves, without importing any environment module."""
-    return isinstance(name, str) and (name in _REGISTRY or is_gymnax(name) or is_import_path(name)
+    return isinstance(name, str) and (name in REGISTRY or is_gymnax(name) or is_import_path(name)
                                       or name in _entry_points())
 
 
@@ -135,8 +138,8 @@ def resolve(name: str) -> Callable[..., Any]:
     """
     if not isinstance(name, str) or not name:
         raise EnvLookupError(f"environment name must be a non-empty string, got {name!r}")
-    if name in _REGISTRY:
-        factory = _REGISTRY[name]
+    if name in REGISTRY:
+        factory = REGISTRY[name]
         return _load(factory) if isinstance(factory, str) else factory
     if is_gymnax(name):
         return _gymnax_factory(name)
@@ -179,7 +182,7 @@ def import_path(name: str) -> str | None:
     """
     if is_import_path(name) or is_gymnax(name):
         return name
-    factory = _REGISTRY.get(name)
+    factory = REGISTRY.get(name)
     if factory is None:
         eps = _entry_points()
         return eps[name].value if name in eps and is_import_path(eps[name].value) else None
@@ -198,7 +201,7 @@ def recorded_name(name: str) -> str:
     Built-in names, gymnax ids, import paths and entry-point names stand for themselves; a name
     registered from Python becomes its factory's import path where it has one.
     """
-    factory = _REGISTRY.get(name)
+    factory = REGISTRY.get(name)
     if factory is None or (isinstance(factory, str) and factory.startswith("augnes_jax.envs.")):
         return name
     return import_path(name) or name
@@ -214,7 +217,7 @@ def declared_num_goals(name: str, kwargs: dict[str, Any] | None = None) -> int |
     if is_gymnax(name):
         goals = (kwargs or {}).get("goals")
         return 1 if goals is None else (len(goals) if isinstance(goals, list | tuple) and goals else None)
-    factory = _REGISTRY.get(name)
+    factory = REGISTRY.get(name)
     if kwargs or factory is None:
         return None
     if isinstance(factory, str):
