@@ -30,7 +30,8 @@ from augnes_jax.clock import utc_now
 log = logging.getLogger(__name__)
 
 ALERTS_FILE = "alerts.jsonl"
-TB_RUN = "_controller"  # the controller's TensorBoard run (sorts apart from the variants)
+TB_RUN = "_alerts"  # a run of its own: a second event file in the controller's run would hide
+# the scalars written after it from a reader that already moved on (sorts apart from the variants)
 TB_TAG = "alerts"
 KIND_MARGINAL_GAIN = "marginal_gain_below_epsilon"
 

@@ -114,7 +114,7 @@ def test_alert_goes_to_jsonl_tensorboard_and_log(tmp_path, caplog):
 
     from tensorboard.backend.event_processing import event_accumulator as ea
 
-    acc = ea.EventAccumulator(str(tmp_path / "tb" / "_controller"), size_guidance={ea.TENSORS: 0})
+    acc = ea.EventAccumulator(str(tmp_path / "tb" / "_alerts"), size_guidance={ea.TENSORS: 0})
     acc.Reload()
     assert acc.Tags()["tensors"] == ["alerts"]
     (event,) = acc.Tensors("alerts")
@@ -219,3 +219,23 @@ def test_webhook_send_never_raises_on_a_bad_payload(caplog):
     with caplog.at_level(logging.WARNING, logger="augnes_jax.alerts"):
         assert hook.send({"x": object()}) is False
     assert "not JSON" in caplog.text
+
+
+def test_alerts_leave_the_controllers_run_one_event_file_so_a_live_reader_misses_nothing(tmp_path):
+    """A reader that follows the controller's run while an alert is raised still sees every scalar
+    written to that run afterwards: the alert's text goes to a run of its own."""
+    from augnes_jax.tensorboard_io import RunWriter, TensorBoardReader
+
+    reader = TensorBoardReader(tmp_path / "tb")
+    with RunWriter(tmp_path / "tb" / "_controller") as w:
+        w.scalars(0, {"decision/expand": 0.0})
+        w.flush()
+        reader.reload()
+        Alerter(tmp_path).raise_alerts([_payload()], step=0)
+        reader.reload()
+        w.scalars(1, {"decision/expand": 1.0})
+        w.flush()
+        reader.reload()
+        steps, values, _ = reader.scalars("_controller", "decision/expand")
+    assert steps.tolist() == [0, 1] and values.tolist() == [0.0, 1.0]
+    assert len(list((tmp_path / "tb" / "_controller").glob("events.out.tfevents.*"))) == 1

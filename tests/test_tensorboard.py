@@ -69,8 +69,8 @@ def _decision(run_dir):
 def test_runs_are_named_apart_and_no_tag_repeats_a_step(run):
     _, run_dir = run
     accs = _accumulators(run_dir / "tb")
-    assert sorted(accs) == ["_capacity/epoch_0000", "_capacity/epoch_0001", "_controller", *VARIANTS]
-    assert sorted(accs)[:3] == ["_capacity/epoch_0000", "_capacity/epoch_0001", "_controller"]  # sort first
+    assert sorted(accs) == ["_alerts", "_capacity/epoch_0000", "_capacity/epoch_0001", "_controller", *VARIANTS]
+    assert sorted(accs)[:4] == ["_alerts", "_capacity/epoch_0000", "_capacity/epoch_0001", "_controller"]  # first
     checked = 0
     for name, acc in accs.items():
         tags = acc.Tags()
@@ -123,8 +123,11 @@ def test_the_decision_is_in_tensorboard_every_epoch(run):
     caps = {c["hidden_dim"]: c["avg_regret"] for c in doc["capacities"]}
     assert f"(mean over seeds): h4-b400: {caps[4]:.3g}; h16-b400: {caps[16]:.3g}.  \n" in texts[1]
     assert texts[1].endswith(f"Why: {doc['reason']}")
-    # the alert: one sentence per alert under the tag "alerts", as alerts.jsonl recorded it
+    # the alert: one sentence per alert under the tag "alerts" in a run of its own, as alerts.jsonl
+    # recorded it; the controller's run keeps one event file, so a live reader misses nothing
+    assert len(list((run_dir / "tb" / "_controller").glob("events.out.tfevents.*"))) == 1
     alerts = [json.loads(line) for line in (run_dir / "alerts.jsonl").read_text().splitlines()]
+    acc = ea.EventAccumulator(str(run_dir / "tb" / "_alerts"), size_guidance=KEEP_ALL).Reload()
     (event,) = acc.Tensors("alerts")
     assert event.tensor_proto.string_val[0].decode() == "  \n".join(alert_sentence(a) for a in alerts)
 
