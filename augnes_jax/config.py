@@ -124,6 +124,16 @@ class CheckpointConfig:
 
 
 @dataclass(frozen=True)
+class DataConfig:
+    """Transitions to fit world models on (``path`` set and no environment: a data-only sweep)."""
+
+    path: str | None = None  # a .npz file of obs, action, next_obs [, goal_id, reward, terminated, episode_id]
+    drop_nonfinite: bool = False  # drop rows holding NaN/Inf instead of refusing the file
+    holdout_fraction: float = 0.2  # share of episodes (rows without episode ids) held out for validation
+    relative: bool = True  # compare relative rather than absolute val-MSE gains with meta.epsilon
+
+
+@dataclass(frozen=True)
 class Config:
     """A whole sweep. Frozen: derive a changed copy with ``dataclasses.replace``."""
 
@@ -143,6 +153,7 @@ class Config:
     meta: MetaConfig = field(default_factory=MetaConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    data: DataConfig = field(default_factory=DataConfig)
 
 
 def _schema():
@@ -312,7 +323,7 @@ def check_goals(cfg: Config, num_goals: int) -> None:
 
 def validate(cfg: Config) -> Config:
     """Returns `cfg` unchanged if every value is possible; raises :class:`ConfigError` otherwise."""
-    for check in (_check_run, _check_env, _check_variants, _check_world_model, _check_planner, _check_rest):
+    for check in (_check_run, _check_env, _check_variants, _check_world_model, _check_planner, _check_rest, _check_data):
         check(cfg)
     return cfg
 
@@ -421,3 +432,13 @@ def _check_rest(cfg: Config) -> None:
     _non_negative("alerts.retries", a.retries)
 
     _positive("checkpoint.keep_last", cfg.checkpoint.keep_last)
+
+
+def _check_data(cfg: Config) -> None:
+    d = cfg.data
+    if d.path is not None and not d.path.strip():
+        raise ConfigError("data.path", "must name a file")
+    if not 0 < d.holdout_fraction < 1:
+        raise ConfigError("data.holdout_fraction", f"must be in (0, 1), got {d.holdout_fraction}")
+    if d.path is not None and cfg.variants.capacity_mode != "fixed":
+        raise ConfigError("variants.capacity_mode", "a sweep on data.path compares fixed hidden_dims; set it to fixed")

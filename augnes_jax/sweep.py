@@ -49,7 +49,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from augnes_jax import compile_cache, reporting, run_lock
+from augnes_jax import compile_cache, data_sweep, reporting, run_lock
 from augnes_jax.checkpoint import SweepCheckpointer
 from augnes_jax.checkpoint_meta import CheckpointWriteError
 from augnes_jax.cli import ArgumentParser, os_error_line, run_command
@@ -452,6 +452,9 @@ def _run_cli(args: argparse.Namespace, started: list[Path], before_write: Callab
     # a resumed run starts from its own config: only --config and overrides can change it
     cfg = load_config(args.config if args.config or saved is None else saved, args.overrides)
     compile_cache.configure(cfg.compile_cache)
+    if cfg.data.path is not None:  # transitions and no environment to drive: fit models to the data
+        data_sweep.run_cli(cfg, args.run_dir, prog=PROG, resume=args.resume)
+        return
     if init_distributed(cfg) and not (args.run_dir or cfg.run_name):
         # a timestamped default name could differ between hosts
         raise ConfigError("run_name", "a multi-process run needs --run-dir or run_name, the same on every host")

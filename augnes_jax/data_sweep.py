@@ -1,0 +1,256 @@
+"""The data-only Stage-2 capacity sweep: world models of every width fitted to a transitions file.
+
+With ``data.path`` set, every ``hidden_dim x buffer_size x seed`` variant of the config trains on
+the file's training rows, one ``jax.vmap`` per width bucket, with the same world model, ring
+buffer, keys and evaluation as the environment-driven sweep:
+
+- The held-out split takes whole episodes when the file has episode ids (else rows), seeded by
+  ``seed``. Each variant's ring buffer is filled once with the training rows in file order, so a
+  variant keeps the ``buffer_size`` most recent of them.
+- Every epoch trains ``world_model.train_steps_per_epoch`` minibatch steps, then measures the
+  one-step error on the held-out rows (validation MSE, per dimension, per goal) and the open-loop
+  k-step error on held-out sequences that are contiguous within an episode.
+- The run directory gets ``config.yaml``, ``world_model_stats.json``, one TensorBoard run per
+  variant (``tb/<variant>/``, tags ``world_model/*``) and ``decision.json``, which decides on
+  model error: the smallest width whose gain in validation MSE (mean over buffer sizes and
+  seeds, relative by default) to the next width is below ``meta.epsilon`` is kept; when every
+  width still gains that much, the answer is to expand.
+
+The file is read and checked before the run directory is created: bad data writes nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from augnes_jax import buffer as rb
+from augnes_jax import files, run_lock
+from augnes_jax.clock import utc_now
+from augnes_jax.config import Config, to_yaml
+from augnes_jax.epoch import init_bucket_buffers, init_bucket_states
+from augnes_jax.errors import ConfigError
+from augnes_jax.sampling import INIT, TRAIN, variant_keys
+from augnes_jax.sweep_setup import check_writable, resolve_run_dir
+from augnes_jax.tensorboard_io import RunWriter
+from augnes_jax.transitions import (
+    Transitions,
+    contiguous_windows,
+    load_transitions,
+    split_by_episode,
+)
+from augnes_jax.variants import Bucket, build_buckets, variant_num_params
+from augnes_jax.world_model import jitted_train_epoch, make_world_model
+from augnes_jax.world_model_eval import k_step_errors, one_step_errors
+from augnes_jax.world_model_stats import WorldModelStats
+
+__all__ = ["BucketFit", "DataRun", "DecisionOnModelError", "decide_on_model_error", "make_fits", "prepare", "run",
+           "run_cli"]
+
+log = logging.getLogger(__name__)
+SCHEMA = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class DataRun:
+    """A checked data-only sweep: its config, its data split and its sequences."""
+
+    cfg: Config
+    train: Transitions
+    held_out: Transitions
+    num_goals: int
+    obs_seq: np.ndarray  # [M, K + 1, d] held-out sequences, K = max(world_model.k_steps)
+    action_seq: np.ndarray  # [M, K, a]
+    split: str  # "episode" or "row"
+    rows: int  # rows kept from the file
+
+
+def prepare(cfg: Config) -> DataRun:
+    """Returns the checked data run of ``cfg`` (reads ``data.path``; writes nothing).
+
+    Raises:
+      DataError: the file cannot be used; ConfigError: the config does not fit the data.
+    """
+    if cfg.data.path is None:
+        raise ConfigError("data.path", "a data-only sweep needs a transitions file")
+    data = load_transitions(cfg.data.path, drop_nonfinite=cfg.data.drop_nonfinite)
+    train, held = split_by_episode(data, cfg.data.holdout_fraction, cfg.seed)
+    k_max = max(cfg.world_model.k_steps)
+    obs_seq, action_seq = contiguous_windows(held, k_max)
+    return DataRun(cfg=cfg, train=train, held_out=held, num_goals=data.num_goals, obs_seq=obs_seq,
+                   action_seq=action_seq, split="episode" if data.episode_id is not None else "row",
+                   rows=data.num_rows)
+
+
+def _train_items(t: Transitions) -> dict[str, jax.Array]:
+    return {"obs": jnp.asarray(t.obs), "action": jnp.asarray(t.action), "next_obs": jnp.asarray(t.next_obs),
+            "goal_id": jnp.asarray(t.goal_id)}
+
+
+def _bucket_arrays(b: Bucket) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    seeds = np.asarray([v.seed for v in b.variants], np.int64)
+    hidden = np.asarray([v.hidden_dim for v in b.variants], np.int32)
+    capacity = np.asarray([v.buffer_size for v in b.variants], np.int32)
+    return seeds, hidden, capacity
+
+
+class BucketFit:
+    """One bucket's world models, filled buffers and jitted train / evaluate functions.
+
+    ``states`` and ``buffers`` carry the bucket's variant axis ``[V]`` in ``bucket.variants``
+    order; :meth:`epoch` trains them in place.
+    """
+
+    def __init__(self, b: Bucket, data: DataRun):
+        cfg, wmc = data.cfg, data.cfg.world_model
+        self.bucket = b
+        self.wm = make_world_model(data.train.obs.shape[1], data.train.action.shape[1], b.max_width,
+                                   wmc.num_layers, wmc.learning_rate, wmc.weight_decay, wmc.grad_clip,
+                                   wmc.batch_size)
+        self.seeds, hidden, capacity = _bucket_arrays(b)
+        self.states = init_bucket_states(self.wm, variant_keys(cfg.seed, self.seeds, INIT, 0), jnp.asarray(hidden))
+        items = _train_items(data.train)
+        item = jax.tree.map(lambda x: x[0], items)
+        buffers = init_bucket_buffers(item, b.max_buffer_size, jnp.asarray(capacity))
+        self.buffers = jax.jit(jax.vmap(rb.add, in_axes=(0, None)))(buffers, items)
+        self.train = jitted_train_epoch(self.wm, wmc.train_steps_per_epoch)
+        held, ks, num_goals = data.held_out, tuple(sorted(wmc.k_steps)), data.num_goals
+        val = tuple(jnp.asarray(x) for x in (held.obs, held.action, held.next_obs, held.goal_id))
+        seqs = (jnp.asarray(data.obs_seq), jnp.asarray(data.action_seq)) if len(data.obs_seq) else None
+
+        def evaluate_one(state):
+            one = one_step_errors(self.wm, state, *val, num_goals=num_goals)
+            k = k_step_errors(self.wm, state, *seqs, ks) if seqs is not None else {}
+            return {**one, "k_step_mse": k}
+
+        self.evaluate = jax.jit(jax.vmap(evaluate_one))
+
+    def epoch(self, cfg: Config, epoch: int) -> dict[str, Any]:
+        """Returns this epoch's metrics ``[V]`` after training every variant once."""
+        keys = variant_keys(cfg.seed, self.seeds, TRAIN, epoch)
+        self.states, metrics = self.train(self.states, self.buffers, keys)
+        return jax.device_get({**metrics, **self.evaluate(self.states)})
+
+
+def make_fits(data: DataRun) -> list[BucketFit]:
+    """Returns one freshly initialised :class:`BucketFit` per width bucket of the config."""
+    v = data.cfg.variants
+    return [BucketFit(b, data) for b in build_buckets(v.hidden_dims, v.buffer_sizes, v.seeds, v.bucket_ratio)]
+
+
+@dataclasses.dataclass(frozen=True)
+class DecisionOnModelError:
+    """The capacity decision of a data-only sweep (``decision.json``)."""
+
+    decision: str  # "keep" or "expand"
+    recommended_hidden_dim: int
+    widths: list[dict[str, Any]]
+    gains: list[dict[str, Any]]
+    epsilon: float
+    relative: bool
+    epoch: int
+
+    def to_json(self, data: DataRun) -> dict[str, Any]:
+        """Returns the ``decision.json`` document."""
+        kind = "relative" if self.relative else "absolute"
+        if self.decision == "keep":
+            reason = (f"hidden_dim {self.recommended_hidden_dim}: the {kind} gain in validation MSE to the "
+                      f"next width is below epsilon {self.epsilon:g}")
+        else:
+            reason = (f"every width's {kind} gain in validation MSE to the next is at least epsilon "
+                      f"{self.epsilon:g}: the largest, {self.recommended_hidden_dim}, may still be too small")
+        return {
+            "schema": SCHEMA, "generated_at": utc_now(timespec="seconds"), "decided_on": "model_error",
+            "metric": "val_mse", "epoch": self.epoch, "decision": self.decision,
+            "recommended": {"hidden_dim": self.recommended_hidden_dim}, "epsilon": self.epsilon,
+            "relative": self.relative, "gains": self.gains, "capacities": self.widths,
+            "data": {"path": str(data.cfg.data.path), "rows": data.rows, "train_rows": data.train.num_rows,
+                     "held_out_rows": data.held_out.num_rows, "split": data.split,
+                     "k_step_sequences": int(len(data.obs_seq))},
+            "reason": f"decided on model error: {reason}",
+        }
+
+
+def decide_on_model_error(val_mse: dict[int, list[float]], *, epsilon: float, relative: bool,
+                          epoch: int) -> DecisionOnModelError:
+    """Returns keep at the smallest width whose val-MSE gain to the next width is below `epsilon`.
+
+    `val_mse` maps each hidden_dim to its variants' validation MSEs (averaged here). The gain of
+    width ``w`` to the next ``w'`` is ``mse(w) - mse(w')``, divided by ``mse(w)`` when `relative`.
+    A single width is kept. Every gain at or above `epsilon`: expand beyond the largest width.
+    """
+    widths = sorted(val_mse)
+    means = {w: float(np.mean(val_mse[w])) for w in widths}
+    gains = []
+    for small, large in zip(widths, widths[1:], strict=False):
+        gain = means[small] - means[large]
+        if relative:
+            gain = gain / means[small] if means[small] > 0 else 0.0
+        gains.append({"from": {"hidden_dim": small}, "to": {"hidden_dim": large}, "gain": gain,
+                      "below_epsilon": bool(gain < epsilon)})
+    keep = next((g["from"]["hidden_dim"] for g in gains if g["below_epsilon"]), None)
+    if keep is None and len(widths) == 1:
+        keep = widths[0]
+    table = [{"hidden_dim": w, "val_mse": means[w], "variants": len(val_mse[w])} for w in widths]
+    return DecisionOnModelError(decision="keep" if keep is not None else "expand",
+                                recommended_hidden_dim=keep if keep is not None else widths[-1],
+                                widths=table, gains=gains, epsilon=float(epsilon), relative=relative, epoch=epoch)
+
+
+def run(data: DataRun, run_dir: str | Path) -> dict[str, Any]:
+    """Runs the sweep into `run_dir` (which exists and is held); returns the decision document."""
+    cfg, run_dir = data.cfg, Path(run_dir)
+    files.write_text_atomic(run_dir / "config.yaml", to_yaml(cfg))
+    obs_dim, act_dim = data.train.obs.shape[1], data.train.action.shape[1]
+    stats = WorldModelStats(cfg.world_model.epsilon)
+    trainers = make_fits(data)
+    writers = {var.name: RunWriter(run_dir / "tb" / var.name) for t in trainers for var in t.bucket.variants}
+    try:
+        for epoch in range(cfg.epochs):
+            for t in trainers:
+                metrics = t.epoch(cfg, epoch)
+                metas = [{"hidden_dim": var.hidden_dim, "buffer_size": var.buffer_size, "seed": var.seed,
+                          "num_params": variant_num_params(var, obs_dim, act_dim, cfg.world_model.num_layers)}
+                         for var in t.bucket.variants]
+                names = [var.name for var in t.bucket.variants]
+                stats.record_variants(names, epoch, metrics, metas)
+                for name in names:
+                    stats.write_tb(writers[name], name, epoch)
+            stats.write(run_dir / "world_model_stats.json")
+            log.info("epoch %d/%d: trained %d variants on %d rows", epoch + 1, cfg.epochs, len(writers),
+                     data.train.num_rows)
+    finally:
+        for w in writers.values():
+            w.close()
+    last = cfg.epochs - 1
+    by_width: dict[int, list[float]] = {}
+    for name in writers:
+        entry = stats.latest(name)
+        by_width.setdefault(stats.variants[name]["hidden_dim"], []).append(entry["val_mse"])
+    decision = decide_on_model_error(by_width, epsilon=cfg.meta.epsilon, relative=cfg.data.relative, epoch=last)
+    doc = decision.to_json(data)
+    files.write_json_atomic(run_dir / "decision.json", doc)
+    return doc
+
+
+def run_cli(cfg: Config, run_dir_arg: str | None, *, prog: str, resume: bool) -> dict[str, Any]:
+    """Checks the data, then creates and holds the run directory and runs the sweep in it."""
+    if resume:
+        raise ConfigError("--resume", "a sweep on data.path does not resume; start a new run")
+    data = prepare(cfg)
+    run_dir = resolve_run_dir(cfg, run_dir_arg)
+    created = not run_dir.exists()
+    if (run_dir / "config.yaml").exists():
+        raise ConfigError("--run-dir", f"{run_dir} already holds a run; choose another --run-dir")
+    check_writable(run_dir)
+    lock = run_lock.acquire(run_dir, command=prog)
+    try:
+        return run(data, run_dir)
+    finally:
+        lock.release(remove_dir=created)
