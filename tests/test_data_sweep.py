@@ -1,0 +1,138 @@
+"""The data-only capacity sweep on a transitions file (python -m augnes_jax.sweep data.path=FILE)."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from augnes_jax import data_sweep, sweep
+from augnes_jax.config import load_config
+from augnes_jax.world_model_stats import WorldModelStats
+from tests.test_transitions import bad_cases, reacher_transitions
+
+SMALL = [
+    "epochs=2",
+    "variants.hidden_dims=[4,32]",
+    "variants.buffer_sizes=[600,3000]",
+    "variants.seeds=[0]",
+    "world_model.train_steps_per_epoch=150",
+    "world_model.batch_size=64",
+    "world_model.k_steps=[1,5]",
+    "meta.epsilon=0.05",
+]
+
+
+@pytest.fixture(scope="module")
+def arrays():
+    return reacher_transitions(num_episodes=60)
+
+
+@pytest.fixture(scope="module")
+def data_file(tmp_path_factory, arrays):
+    path = tmp_path_factory.mktemp("data") / "reacher.npz"
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, data_file):
+    out = tmp_path_factory.mktemp("runs") / "run"
+    assert sweep.main(["--run-dir", str(out), "--no-progress", f"data.path={data_file}", *SMALL]) == 0
+    return out
+
+
+def test_wider_models_fit_the_held_out_rows_better(run_dir):
+    stats = json.loads((run_dir / "world_model_stats.json").read_text())["variants"]
+    assert sorted(stats) == ["h32-b3000-s0", "h32-b600-s0", "h4-b3000-s0", "h4-b600-s0"]
+    for b in (600, 3000):
+        narrow, wide = (stats[f"h{h}-b{b}-s0"]["epochs"][-1] for h in (4, 32))
+        assert wide["val_mse"] < narrow["val_mse"]
+    last = stats["h32-b3000-s0"]["epochs"][-1]
+    assert len(last["per_dim_mse"]) == 6 and set(last["k_step_mse"]) == {"1", "5"}
+    assert last["k_step_mse"]["1"] < last["k_step_mse"]["5"]
+    assert len(last["per_goal_mse"]) == 8  # reacher's 8 goals, all in the file
+    assert (run_dir / "config.yaml").is_file()
+    assert {p.name for p in (run_dir / "tb").iterdir()} == set(stats)
+
+
+def test_val_mse_equals_a_numpy_computation_on_the_held_out_rows(run_dir, data_file):
+    cfg = load_config(None, [f"data.path={data_file}", *SMALL])
+    data = data_sweep.prepare(cfg)
+    fits = data_sweep.make_fits(data)
+    for epoch in range(cfg.epochs):
+        for fit in fits:
+            fit.epoch(cfg, epoch)
+    saved = WorldModelStats.from_file(run_dir / "world_model_stats.json")
+    held = data.held_out
+    episodes = set(held.episode_id.tolist())
+    assert not episodes & set(data.train.episode_id.tolist())
+    for fit in fits:
+        for i, v in enumerate(fit.bucket.variants):
+            state = jax.tree.map(lambda x, i=i: x[i], fit.states)
+            pred = np.asarray(fit.wm.predict_next(state, held.obs, held.action), np.float64)
+            mse = np.mean((pred - held.next_obs.astype(np.float64)) ** 2)
+            per_dim = np.mean((pred - held.next_obs) ** 2, axis=0)
+            per_goal = [np.mean((pred - held.next_obs)[held.goal_id == g] ** 2) if (held.goal_id == g).any()
+                        else None for g in range(8)]
+            assert any(x is None for x in per_goal) and sum(x is not None for x in per_goal) >= 4
+            entry = saved.latest(v.name)
+            np.testing.assert_allclose(entry["val_mse"], mse, rtol=1e-4)
+            np.testing.assert_allclose(entry["per_dim_mse"], per_dim, rtol=1e-4)
+            assert [entry["per_goal_mse"][str(g)] is None for g in range(8)] == [x is None for x in per_goal]
+            np.testing.assert_allclose([entry["per_goal_mse"][str(g)] for g in range(8) if per_goal[g] is not None],
+                                       [x for x in per_goal if x is not None], rtol=1e-4)
+            # open-loop 5 steps along the held-out sequences, one predict_next at a time
+            obs = data.obs_seq[:, 0]
+            for k in range(5):
+                obs = np.asarray(fit.wm.predict_next(state, obs, data.action_seq[:, k]))
+            np.testing.assert_allclose(entry["k_step_mse"]["5"], np.mean((obs - data.obs_seq[:, 5]) ** 2), rtol=1e-4)
+            # the buffer keeps the most recent buffer_size training rows
+            kept = min(v.buffer_size, data.train.num_rows)
+            stored = np.asarray(fit.buffers.data["obs"][i])
+            assert {r.tobytes() for r in stored[:kept]} == {r.tobytes() for r in data.train.obs[-kept:]}
+
+
+def test_decision_is_on_model_error(run_dir):
+    doc = json.loads((run_dir / "decision.json").read_text())
+    stats = json.loads((run_dir / "world_model_stats.json").read_text())["variants"]
+    assert doc["decided_on"] == "model_error" and doc["relative"] is True
+    mse = {h: np.mean([stats[f"h{h}-b{b}-s0"]["epochs"][-1]["val_mse"] for b in (600, 3000)]) for h in (4, 32)}
+    gain = (mse[4] - mse[32]) / mse[4]
+    assert doc["gains"][0]["gain"] == pytest.approx(gain)
+    assert doc["decision"] == ("keep" if gain < 0.05 else "expand")
+    assert "decided on model error" in doc["reason"]
+
+
+def test_decide_on_model_error_by_hand():
+    decide = data_sweep.decide_on_model_error
+    d = decide({4: [1.0, 1.2], 8: [0.5], 16: [0.49]}, epsilon=0.1, relative=True, epoch=0)
+    assert (d.decision, d.recommended_hidden_dim) == ("keep", 8)
+    assert d.gains[0]["gain"] == pytest.approx((1.1 - 0.5) / 1.1)
+    d = decide({4: [1.0], 8: [0.5], 16: [0.2]}, epsilon=0.1, relative=True, epoch=0)
+    assert (d.decision, d.recommended_hidden_dim) == ("expand", 16)
+    d = decide({4: [1.0], 8: [0.5], 16: [0.2]}, epsilon=0.4, relative=False, epoch=0)
+    assert (d.decision, d.recommended_hidden_dim) == ("keep", 8)  # 0.5 >= 0.4, then 0.3 < 0.4
+
+
+@pytest.mark.parametrize("case", sorted(bad_cases(reacher_transitions(2, 10))))
+def test_bad_data_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys, arrays, case):
+    data, expected = bad_cases(arrays)[case]
+    path = tmp_path / "bad.npz"
+    np.savez(path, **data)
+    out = tmp_path / "run"
+    assert sweep.main(["--run-dir", str(out), "--no-progress", f"data.path={path}", *SMALL]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and expected in err, err
+    assert not out.exists()
+
+
+def test_missing_file_and_bad_holdout_exit_2(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert sweep.main(["--run-dir", str(out), f"data.path={tmp_path / 'none.npz'}"]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert sweep.main(["--run-dir", str(out), "data.path=x.npz", "data.holdout_fraction=1.5"]) == 2
+    assert "data.holdout_fraction" in capsys.readouterr().err
+    assert not out.exists()
