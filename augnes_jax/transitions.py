@@ -209,9 +209,9 @@ def split_by_episode(t: Transitions, holdout_fraction: float, seed: int) -> tupl
 def contiguous_windows(t: Transitions, length: int) -> tuple[np.ndarray, np.ndarray]:
     """Returns non-overlapping sequences of `length` consecutive steps of one episode.
 
-    A window starts at a row and takes the next ``length - 1`` rows when they belong to the same
-    episode, no step but the last terminates, and each step's ``next_obs`` is the following
-    step's ``obs``. Without episode ids there are no windows.
+    Consecutive rows are linked when they belong to the same episode, the first does not
+    terminate, and its ``next_obs`` is the second's ``obs``. Windows tile each run of linked rows
+    from its first row (a shorter remainder is left out). Without episode ids there are none.
 
     Returns:
       ``obs_seq [M, length + 1, d]`` and ``action_seq [M, length, a]``.
@@ -225,16 +225,16 @@ def contiguous_windows(t: Transitions, length: int) -> tuple[np.ndarray, np.ndar
     link[:-1] = (t.episode_id[1:] == t.episode_id[:-1]) & np.all(t.next_obs[:-1] == t.obs[1:], axis=1)
     if t.terminated is not None:
         link &= ~t.terminated
-    starts = []
-    i = 0
-    while i + length <= n:
-        if link[i:i + length - 1].all():
-            starts.append(i)
-            i += length
-        else:
-            i += 1
-    if not starts:
+    # runs of linked rows; windows tile each run from its first row
+    run_start = np.ones(n, bool)
+    run_start[1:] = ~link[:-1]
+    run_id = np.cumsum(run_start) - 1
+    first_row = np.flatnonzero(run_start)
+    run_len = np.diff(np.append(first_row, n))
+    pos = np.arange(n) - first_row[run_id]
+    starts = np.flatnonzero((pos % length == 0) & (pos + length <= run_len[run_id]))
+    if not len(starts):
         return empty
-    idx = np.asarray(starts)[:, None] + np.arange(length)[None]
+    idx = starts[:, None] + np.arange(length)[None]
     obs_seq = np.concatenate([t.obs[idx], t.next_obs[idx[:, -1]][:, None]], axis=1)
     return obs_seq, t.action[idx]

@@ -96,6 +96,19 @@ def test_contiguous_windows_stay_inside_one_episode(tmp_path, arrays):
     assert contiguous_windows(held._replace(episode_id=None), 5)[0].shape[0] == 0
 
 
+def test_contiguous_windows_restart_after_a_break(tmp_path):
+    obs = np.arange(12, dtype=np.float32)[:, None]
+    next_obs = obs + 1
+    next_obs[8] = 100.0  # row 8 does not lead to row 9
+    terminated = np.arange(12) == 3
+    t = load_transitions(save(tmp_path, {"obs": obs, "next_obs": next_obs, "action": obs, "terminated": terminated,
+                                         "episode_id": np.zeros(12, np.int64)}))
+    obs_seq, act_seq = contiguous_windows(t, 2)
+    # runs: rows 0-3 (3 terminates), 4-8 (8 breaks the chain), 9-11
+    np.testing.assert_array_equal(act_seq[:, 0, 0], [0, 2, 4, 6, 9])
+    np.testing.assert_array_equal(obs_seq[:, :, 0], [[0, 1, 2], [2, 3, 4], [4, 5, 6], [6, 7, 8], [9, 10, 11]])
+
+
 def bad_cases(arrays):
     n = arrays["obs"].shape[0]
     nan_obs = arrays["obs"].copy()
