@@ -64,6 +64,8 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "decide": ("augnes_jax.judgment_decision", "decide"),
     "CapacityFieldsError": ("augnes_jax.judgment_evidence", "CapacityFieldsError"),
     "check_env": ("augnes_jax.envs", "check_env"),
+    "load_transitions": ("augnes_jax.transitions", "load_transitions"),
+    "DataError": ("augnes_jax.transitions", "DataError"),
     "render_dashboard": ("augnes_jax.dashboard", "render"),
 }
 
