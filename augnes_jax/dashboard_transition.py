@@ -1,8 +1,10 @@
 """The dashboard's transition-pattern plot: true against predicted Δs over a 2-D state slice.
 
 Drawn for the best and the smallest model of a run, from its checkpoints and the environment's
-``transition_slice``; skipped with a warning (never an error) when either is not available, so
-a missing checkpoint does not cost the other plots.
+``transition_slice``. An environment without one gets :func:`sampled_slice`: its own transitions
+under a random policy, one per cell of a grid over the first two observation dimensions. The
+plot is skipped with a warning (never an error) only when a checkpoint or the environment cannot
+be loaded, so that does not cost the other plots.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ __all__ = [
     "pick_models",
     "plot_transition",
     "predict_delta",
+    "sampled_slice",
     "slice_grid",
 ]
 
@@ -57,6 +60,8 @@ def default_sources() -> tuple[WorldModelLoader | None, EnvFactory | None]:
 
 def slice_grid(info: dict, num: int) -> tuple[np.ndarray, np.ndarray, bool]:
     """Returns ``(xs [nx], ys [ny], discrete)`` for a slice whose flat index is ``row * nx + col``."""
+    if info.get("grid_x") is not None:
+        return np.asarray(info["grid_x"], np.float64), np.asarray(info["grid_y"], np.float64), False
     if info.get("grid") is not None:
         g = np.asarray(info["grid"], np.float64)
         return g, g, False
@@ -76,6 +81,42 @@ def arrow_dims(info: dict, d: int) -> tuple[int, int]:
     if xname in named and yname in named:
         return named[xname], named[yname]
     return dims[0], dims[1] if len(dims) > 1 else dims[0]
+
+
+def sampled_slice(env: Any, params: Any, n: int, episodes: int = 256, seed: int = 0):
+    """Returns ``(obs[n*n, d], action[n*n, a], true_delta[n*n, d], info)`` from the env's own steps.
+
+    Random-policy episodes over every goal are binned on an ``n x n`` grid over observation
+    dimensions 0 and 1 (their observed range); each cell holds the first transition that falls in
+    it, and cells no transition reached hold NaN. ``env`` has the full interface
+    (:func:`augnes_jax.envs.adapt`).
+    """
+    import jax
+
+    from augnes_jax.rollout import random_policy, rollout_jit
+
+    length = int(getattr(params, "max_steps", 0) or 0) or 50
+    keys = jax.random.split(jax.random.key(seed), episodes)
+    goals = jax.numpy.arange(episodes) % env.num_goals
+    tr = jax.device_get(rollout_jit(env, params, random_policy(env), None, keys, goals, length).transitions)
+    valid = np.asarray(tr.valid).reshape(-1)
+    obs = np.asarray(tr.obs, np.float64).reshape(valid.size, -1)[valid]
+    nxt = np.asarray(tr.next_obs, np.float64).reshape(valid.size, -1)[valid]
+    feats = np.asarray(jax.vmap(env.action_features)(jax.numpy.asarray(tr.action).reshape((valid.size,) + tr.action.shape[2:])))[valid]
+    d = obs.shape[1]
+    ix, iy = 0, min(1, d - 1)
+    edges = [np.linspace(obs[:, i].min(), obs[:, i].max() + 1e-9, n + 1) for i in (ix, iy)]
+    cx = np.clip(np.searchsorted(edges[0], obs[:, ix], side="right") - 1, 0, n - 1)
+    cy = np.clip(np.searchsorted(edges[1], obs[:, iy], side="right") - 1, 0, n - 1)
+    cell = cy * n + cx
+    cells, first = np.unique(cell, return_index=True)
+    out_obs = np.zeros((n * n, d), np.float32)
+    out_act = np.zeros((n * n, feats.shape[1]), np.float32)
+    delta = np.full((n * n, d), np.nan)
+    out_obs[cells], out_act[cells], delta[cells] = obs[first], feats[first], nxt[first] - obs[first]
+    centres = [0.5 * (e[:-1] + e[1:]) for e in edges]
+    info = {"x": f"obs[{ix}]", "y": f"obs[{iy}]", "grid_x": centres[0], "grid_y": centres[1], "dims": [ix, iy]}
+    return out_obs, out_act, delta, info
 
 
 def predict_delta(model: Any, obs: np.ndarray, action: np.ndarray) -> np.ndarray:
@@ -130,12 +171,16 @@ def plot_transition(
             env = env_factory(checkpoint_meta.env_name(model.meta))
             slicer = getattr(env, "transition_slice", None)
             if slicer is None:
-                log.warning("transition_pattern.png skipped: environment %s has no transition_slice", checkpoint_meta.env_name(model.meta))
-                return None
-            obs, action, true_delta, info = slicer(env.default_params(), n)
+                from augnes_jax.envs import adapt
+
+                env = adapt(env)
+                obs, action, true_delta, info = sampled_slice(env, env.default_params(), n)
+            else:
+                obs, action, true_delta, info = slicer(env.default_params(), n)
             obs, action = np.asarray(obs), np.asarray(action)
             true_delta = np.asarray(true_delta, np.float64)
             pred = predict_delta(model, obs, action)
+            pred[np.isnan(true_delta).any(axis=1)] = np.nan  # a cell no transition reached shows nothing
         except Exception as e:  # a missing or unreadable checkpoint must not cost the other plots
             log.warning("transition_pattern.png skipped: cannot load %s (%s: %s)", ev.name, type(e).__name__, e)
             return None
@@ -160,7 +205,7 @@ def plot_transition(
         gx, gy = np.meshgrid(xs, ys, indexing="xy")
         step = max(1, math.ceil(max(nx, ny) / 12))  # at most 12 arrows per side: readable
         sl = (slice(None, None, step), slice(None, None, step))
-        scale_ref = max(np.abs(true_delta[:, [ix, iy]]).max(), np.abs(pred[:, [ix, iy]]).max(), 1e-12)
+        scale_ref = max(np.nanmax(np.abs(true_delta[:, [ix, iy]])), np.nanmax(np.abs(pred[:, [ix, iy]])), 1e-12)
         scale = scale_ref / (0.8 * step * min(abs(dx), abs(dy)))
         for field, colour, label in ((true_delta, "black", "true Δs"), (pred, "tab:blue", "predicted Δs")):
             u = field[:, ix].reshape(ny, nx)[sl]
@@ -172,7 +217,7 @@ def plot_transition(
         comp = f"arrows: (Δ{names[ix]}, Δ{names[iy]})" if max(ix, iy) < len(names) else f"arrows: dims ({ix}, {iy})"
         ax.set_xlabel(f"{info.get('x', 'slice x')}   [{comp}]")
         ax.set_ylabel(str(info.get("y", "slice y")))
-        mse = float(np.mean((pred - true_delta) ** 2))
+        mse = float(np.nanmean((pred - true_delta) ** 2))  # cells no transition reached are NaN
         set_title(ax, f"{role}: {ev.name} (slice MSE {mse:.3g})", fontsize=10)
         ax.legend(loc="upper right", fontsize=7)
     fig.suptitle("Transition pattern: true vs predicted Δs over a 2-D state slice")

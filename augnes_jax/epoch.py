@@ -27,7 +27,7 @@ import numpy as np
 
 from augnes_jax import buffer as rb
 from augnes_jax.envs.base import Environment
-from augnes_jax.planner import PlannerSettings, make_mpc_policy, true_dynamics
+from augnes_jax.planner import PlannerSettings, make_mpc_policy, observation_model, simulator_model
 from augnes_jax.rollout import flatten, random_policy, rollout
 from augnes_jax.world_model import WorldModel, jitted_train_epoch
 from augnes_jax.world_model_eval import k_step_errors, one_step_errors
@@ -127,9 +127,9 @@ def make_bucket_fns(
     s: EpochSettings,
 ) -> BucketFns:
     """Returns the jitted epoch functions of one bucket; every argument is vmapped over ``[V]``."""
-    dynamics = model_dynamics(env, wm)
-    explore = make_mpc_policy(env, env_params, dynamics, s.collect_planner, s.exploration_noise)
-    greedy = make_mpc_policy(env, env_params, dynamics, s.planner)
+    model = observation_model(env, env_params, model_dynamics(env, wm))
+    explore = make_mpc_policy(env, model, s.collect_planner, s.exploration_noise)
+    greedy = make_mpc_policy(env, model, s.planner)
     rand = random_policy(env)
     goal_table = jnp.asarray(goal_ids, jnp.int32)
     n_envs = s.collect_envs
@@ -167,20 +167,22 @@ def make_bucket_fns(
 def make_reference_fn(env: Environment, env_params: Any, s: EpochSettings):
     """Returns jitted ``(keys[N], goals[N]) -> (optimal[N], baseline[N])`` for evaluation episodes.
 
-    The optimum is exact where the environment has a solver (value iteration) and the return of
-    the MPC planner on the true dynamics otherwise; the baseline is a uniformly random policy.
-    Both use the episodes' own keys, so they start where the agents start.
+    The optimum is exact where the environment has a solver (``env.exact``) and otherwise the
+    return of the MPC planner on the environment's own ``step`` from the true state; the
+    baseline is a uniformly random policy. Both use the episodes' own keys, so they start where
+    the agents start.
     """
-    oracle = make_mpc_policy(env, env_params, true_dynamics(env), s.planner)
+    oracle = make_mpc_policy(env, simulator_model(env), s.planner)
     rand = random_policy(env)
-    exact = env.oracle == "value_iteration"
+    exact = env.exact
 
     def reference(keys, goals):
         base = rollout(env, env_params, rand, None, jax.random.clone(keys), goals, s.episode_length)
         if exact:
             optimal = jax.vmap(env.exact_optimal_return, in_axes=(0, None))(base.initial_state, env_params)
         else:
-            optimal = rollout(env, env_params, oracle, env_params, jax.random.clone(keys), goals, s.episode_length).returns
+            optimal = rollout(env, env_params, oracle, env_params, jax.random.clone(keys), goals, s.episode_length,
+                              policy_sees_state=True).returns
         return optimal, base.returns
 
     return jax.jit(reference)

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 
 from augnes_jax.envs.base import Environment
 
-# (policy_params, obs[obs_dim], goal_id[], key) -> action
+# (policy_params, obs[obs_dim] (or (obs, state)), goal_id[], key) -> action
 Policy = Callable[[Any, jax.Array, jax.Array, jax.Array], jax.Array]
 
 
@@ -75,6 +75,7 @@ def rollout(
     keys: jax.Array,
     goal_ids: jax.Array,
     num_steps: int,
+    policy_sees_state: bool = False,
 ) -> RolloutResult:
     """Returns the :class:`RolloutResult` of one episode per ``(keys[i], goal_ids[i])``.
 
@@ -86,6 +87,8 @@ def rollout(
       keys: ``[N]`` typed keys, one per episode.
       goal_ids: ``[N]`` int goal ids.
       num_steps: static number of steps ``T``; episodes longer than that are cut.
+      policy_sees_state: static; the policy is given ``(obs, state)`` instead of ``obs`` (a
+        planner on the true simulator, :func:`augnes_jax.planner.simulator_model`).
     """
     reset_keys, step_keys = jax.vmap(lambda k: tuple(jax.random.split(k)))(keys)
     obs0, state0 = jax.vmap(env.reset, in_axes=(0, None, 0))(reset_keys, env_params, goal_ids)
@@ -94,7 +97,8 @@ def rollout(
         obs, state, done = carry
         k = jax.vmap(lambda kk: jax.random.fold_in(kk, t))(step_keys)
         k_pol, k_env = jax.vmap(lambda kk: tuple(jax.random.split(kk)))(k)
-        action = jax.vmap(policy, in_axes=(None, 0, 0, 0))(policy_params, obs, goal_ids, k_pol)
+        seen = (obs, state) if policy_sees_state else obs
+        action = jax.vmap(policy, in_axes=(None, 0, 0, 0))(policy_params, seen, goal_ids, k_pol)
         out = jax.vmap(env.step, in_axes=(0, 0, 0, None))(k_env, state, action, env_params)
         valid = ~done
         keep = lambda new, old: jnp.where(  # noqa: E731
@@ -117,7 +121,7 @@ def rollout(
     return RolloutResult(tr, returns, lengths, state0)
 
 
-rollout_jit = jax.jit(rollout, static_argnames=("env", "policy", "num_steps"))
+rollout_jit = jax.jit(rollout, static_argnames=("env", "policy", "num_steps", "policy_sees_state"))
 
 
 def flatten(transitions: Transitions) -> Transitions:

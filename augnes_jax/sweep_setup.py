@@ -134,13 +134,15 @@ def build_bucket_run(b: Bucket, cfg: Config, env: Any, env_params: Any, goal_ids
 def build_env(cfg: Config, env: Any = None) -> tuple[Any, Config]:
     """Returns the sweep's environment and the config that records how a fresh process builds it.
 
+    The environment comes back behind the full interface (:func:`augnes_jax.envs.adapt`).
     ``env`` given: that object, recorded by its class's import path where it has one. Otherwise
     ``env.name`` built with ``env.kwargs``; a name registered from Python is recorded as its
     factory's import path, so ``--resume``, ``infer`` and ``dashboard`` need no registering code.
 
     Raises:
-      ConfigError: the name does not resolve, the factory refuses ``env.kwargs`` or raises, or
-        ``env.goals`` names a goal the environment does not have.
+      ConfigError: the name does not resolve, the factory refuses ``env.kwargs`` or raises, the
+        environment lacks part of the minimal contract, or ``env.goals`` names a goal it does not
+        have.
     """
     if env is None:
         try:
@@ -154,10 +156,11 @@ def build_env(cfg: Config, env: Any = None) -> tuple[Any, Config]:
                 if cls.__module__ not in ("__main__", None) and "<" not in cls.__qualname__ else cfg.env.name)
         if cls.__module__.startswith("augnes_jax.envs.") and getattr(env, "name", None):
             name = env.name if envs_lib.is_known(env.name) else name
-    num_goals = getattr(env, "num_goals", None)
-    if not isinstance(num_goals, int) or isinstance(num_goals, bool) or num_goals < 1:
-        raise ConfigError("env.name", f"{name}: num_goals must be a positive integer, got {num_goals!r}")
-    check_goals(cfg, num_goals)
+    try:
+        env = envs_lib.adapt(env, label=name)
+    except envs_lib.EnvContractError as e:
+        raise ConfigError("env.name", str(e)) from None
+    check_goals(cfg, env.num_goals)
     if name != cfg.env.name:
         cfg = dataclasses.replace(cfg, env=dataclasses.replace(cfg.env, name=name))
     return env, cfg

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from augnes_jax.envs.base import Environment
-from augnes_jax.planner import PlannerSettings, plan
+from augnes_jax.planner import PlannerSettings, observation_model, plan
 
 HORIZON = 4
 TARGETS = np.array([[0.6, -0.4], [-0.7, 0.2], [0.3, 0.5], [-0.2, -0.8]], np.float32)  # [H, A]
@@ -62,7 +62,8 @@ def clock_dynamics(dyn_params, obs, action):
 def plan_many(env, table, settings, keys):
     """Returns the first planned action for each key, ``[K, ...]``."""
     obs = jnp.zeros((1,), jnp.float32)
-    one = lambda k: plan(env, jnp.asarray(table), clock_dynamics, None, obs, jnp.int32(0), k, settings)  # noqa: E731
+    model = observation_model(env, jnp.asarray(table), clock_dynamics)
+    one = lambda k: plan(env, model, None, obs, jnp.int32(0), k, settings)  # noqa: E731
     return np.asarray(jax.jit(jax.vmap(one))(keys))
 
 

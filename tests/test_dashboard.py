@@ -421,3 +421,32 @@ def test_scaling_plot_draws_the_fit_and_the_predicted_next_point(tmp_path):
     assert (nx[0], ny[0]) == pytest.approx((sc["N_next"], f_from - sc["predicted_next_gain"]))
     (band,) = _bands(ax)
     assert all(lo <= hi for lo, hi in band.values())
+
+
+def test_an_env_without_a_transition_slice_gets_one_from_its_own_steps():
+    """Each filled cell holds a real transition whose Δs equals the point mass's equations in NumPy."""
+    import importlib.util
+    from pathlib import Path
+
+    from augnes_jax.dashboard_transition import sampled_slice, slice_grid
+    from augnes_jax.envs import adapt
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "pointmass.py"
+    spec = importlib.util.spec_from_file_location("pointmass_for_slice", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    inner = module.PointMass()
+    env = adapt(inner)
+    obs, action, delta, info = sampled_slice(env, env.default_params(episode_length=20), 8, episodes=64)
+    filled = ~np.isnan(delta[:, 0])
+    assert obs.shape == (64, 4) and action.shape == (64, 2) and 20 <= filled.sum() <= 64
+    vel = (1.0 - inner.damping * inner.dt) * obs[:, 2:] + inner.dt * np.clip(action, -1, 1)
+    pos = np.clip(obs[:, :2] + inner.dt * vel, -1.0, 1.0)
+    expected = np.concatenate([pos - obs[:, :2], vel - obs[:, 2:]], axis=1)
+    np.testing.assert_allclose(delta[filled], expected[filled], atol=1e-5)
+    xs, ys, discrete = slice_grid(info, len(delta))
+    assert (len(xs), len(ys), discrete) == (8, 8, False)
+    cells = np.flatnonzero(filled)
+    half_x, half_y = (xs[1] - xs[0]) / 2, (ys[1] - ys[0]) / 2
+    assert np.all(np.abs(obs[cells, 0] - xs[cells % 8]) <= half_x + 1e-6)
+    assert np.all(np.abs(obs[cells, 1] - ys[cells // 8]) <= half_y + 1e-6)

@@ -12,6 +12,8 @@ from augnes_jax.envs import EnvLookupError, GridWorld, make, registry
 from augnes_jax.errors import ConfigError
 
 ENV_MODULE = """
+    import jax.numpy as jnp
+
     class Env:
         num_goals = 3
         obs_dim = 2
@@ -19,6 +21,25 @@ ENV_MODULE = """
 
         def __init__(self, scale=1.0, label="plain"):
             self.scale, self.label = scale, label
+
+        def default_params(self, episode_length=None):
+            return jnp.asarray(episode_length or 5)
+
+        def reset(self, key, params, goal_id):
+            return jnp.zeros(2), jnp.zeros((), jnp.int32)
+
+        def step(self, key, state, action, params):
+            t = state + 1
+            return jnp.full(2, self.scale * t), t, -1.0, False, t >= params
+
+    class NoStep:
+        num_goals, obs_dim, action_dim = 1, 2, 1
+
+        def default_params(self, episode_length=None):
+            return None
+
+        def reset(self, key, params, goal_id):
+            return jnp.zeros(2), 0
 
     class Outer:
         class Inner(Env):
@@ -217,3 +238,5 @@ def test_the_sweep_builds_the_env_with_its_kwargs_and_records_a_name_a_fresh_pro
         build_env(load_config(None, ["env.name=planted_envs:Env", "env.goals=[3]"]))
     with pytest.raises(ConfigError, match=r"^config error: env\.name: planted_envs:broken: the factory raised"):
         build_env(load_config(None, ["env.name=planted_envs:broken"]))
+    with pytest.raises(ConfigError, match=r"^config error: env\.name: planted_envs:NoStep: step is missing"):
+        build_env(load_config(None, ["env.name=planted_envs:NoStep"]))

@@ -8,8 +8,10 @@ from augnes_jax.envs import make, value_iteration
 from augnes_jax.planner import (
     PlannerSettings,
     make_mpc_policy,
+    observation_model,
     plan,
     sequence_returns,
+    simulator_model,
     true_dynamics,
 )
 from augnes_jax.rollout import rollout_jit
@@ -20,7 +22,9 @@ def test_sequence_returns_equal_a_python_rollout_of_the_true_dynamics():
     params = env.default_params()
     obs, state = env.reset(jax.random.key(0), params, 2)
     seqs = jax.random.uniform(jax.random.key(1), (5, 6, 2), minval=-1, maxval=1)
-    got = sequence_returns(env, params, true_dynamics(env), params, obs, jnp.int32(2), seqs)
+    key = jax.random.key(2)
+    got = sequence_returns(observation_model(env, params, true_dynamics(env)), params, obs, jnp.int32(2), seqs, key)
+    on_state = sequence_returns(simulator_model(env), params, (obs, state), jnp.int32(2), seqs, key)
     for i in range(5):
         s, total = state, 0.0
         for t in range(6):
@@ -28,6 +32,7 @@ def test_sequence_returns_equal_a_python_rollout_of_the_true_dynamics():
             total += float(out.reward)
             s = out.state
         assert abs(float(got[i]) - total) < 1e-4
+        assert abs(float(on_state[i]) - total) < 1e-4
 
 
 def test_discrete_planner_picks_value_iteration_optimal_actions():
@@ -44,7 +49,8 @@ def test_discrete_planner_picks_value_iteration_optimal_actions():
     cells = [c for c in cells if -values[c] <= 8]
     obs = jnp.asarray(cells, jnp.float32)
     keys = jax.random.split(jax.random.key(3), len(cells))
-    act = jax.jit(jax.vmap(lambda o, k: plan(env, params, true_dynamics(env), params, o, jnp.int32(goal_id), k, settings)))(obs, keys)
+    model = observation_model(env, params, true_dynamics(env))
+    act = jax.jit(jax.vmap(lambda o, k: plan(env, model, params, o, jnp.int32(goal_id), k, settings)))(obs, keys)
     optimal = 0
     for cell, a in zip(cells, np.asarray(act), strict=True):
         state = env.state_from_obs(jnp.asarray(cell, jnp.float32), goal_id, params)
@@ -66,8 +72,8 @@ def test_a_model_equal_to_the_true_dynamics_has_zero_regret():
     def perfect_model(model_params, obs, action):
         return obs + (true(model_params["env"], obs, action) - obs)
 
-    oracle = make_mpc_policy(env, params, true, settings)
-    agent = make_mpc_policy(env, params, perfect_model, settings)
+    oracle = make_mpc_policy(env, observation_model(env, params, true), settings)
+    agent = make_mpc_policy(env, observation_model(env, params, perfect_model), settings)
     keys = jax.random.split(jax.random.key(9), 8)
     goals = jnp.arange(8) % env.num_goals
     opt = rollout_jit(env, params, oracle, params, jax.random.clone(keys), goals, 15).returns

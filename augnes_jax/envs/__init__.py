@@ -2,7 +2,8 @@
 
 See :mod:`augnes_jax.envs.registry` for the names ``env.name`` accepts (registered names,
 installed packages' entry points, import paths ``package.module:factory`` and ``gymnax:<id>``),
-:mod:`augnes_jax.envs.check` for the contract an environment must keep (``check_env``) and
+:mod:`augnes_jax.envs.check` for the contract an environment must keep (``check_env``),
+:mod:`augnes_jax.envs.contract` for what the toolkit supplies on top of it (``adapt``) and
 :mod:`augnes_jax.envs.gymnax_adapter` for gymnax environments (gymnax is imported only to build
 one).
 """
@@ -10,7 +11,15 @@ one).
 from __future__ import annotations
 
 from augnes_jax.envs.base import Environment, Spec, StepOutput
-from augnes_jax.envs.check import Check, action_bounds, as_step_output, check_env, run_checks
+from augnes_jax.envs.check import Check, check_env, run_checks
+from augnes_jax.envs.contract import (
+    ContractEnv,
+    EnvContractError,
+    action_bounds,
+    adapt,
+    as_step_output,
+    provided,
+)
 from augnes_jax.envs.gridworld import GridWorld, value_iteration
 from augnes_jax.envs.gymnax_adapter import GymnaxEnv, maze_values
 from augnes_jax.envs.reacher import Reacher
@@ -50,6 +59,8 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "GYMNAX_PREFIX",
     "Check",
+    "ContractEnv",
+    "EnvContractError",
     "EnvLookupError",
     "Environment",
     "GridWorld",
@@ -58,6 +69,7 @@ __all__ = [
     "Spec",
     "StepOutput",
     "action_bounds",
+    "adapt",
     "as_step_output",
     "check_env",
     "declared_num_goals",
@@ -67,6 +79,7 @@ __all__ = [
     "is_known",
     "known_names",
     "make",
+    "provided",
     "recorded_name",
     "maze_values",
     "register",

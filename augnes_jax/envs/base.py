@@ -48,6 +48,28 @@ class StepOutput:
     truncated: Array
 
 
+# Methods of the base class that only raise or return None: a subclass must override them.
+_PLACEHOLDERS = ("reward_from_obs", "state_from_obs", "goals", "obs_from_state", "sample_action",
+                 "exact_optimal_return")
+
+
+def provided(env: Any, name: str) -> Any:
+    """Returns ``env``'s optional method ``name`` when it provides one, else None.
+
+    A method counts as provided when the env defines it and does not set it to ``None``. On a
+    subclass of :class:`Environment` the base class's placeholders (methods that only raise or
+    return None) do not count, while its documented defaults do (never terminal, a zero
+    planning heuristic).
+    """
+    fn = getattr(env, name, None)
+    if not callable(fn):
+        return None
+    if isinstance(env, Environment) and name in _PLACEHOLDERS and name not in vars(env):
+        if getattr(type(env), name, None) is getattr(Environment, name):
+            return None
+    return fn
+
+
 class Environment:
     """Base class of a stateless goal-conditioned environment.
 
@@ -99,6 +121,22 @@ class Environment:
     def sample_action(self, key: PRNGKey) -> Array:
         """Returns a uniformly random action."""
         raise NotImplementedError
+
+    # -------------------------------------------------------------- what the env states
+    @property
+    def known_reward(self) -> bool:
+        """Whether the reward is a known function of observations (``reward_from_obs``)."""
+        return provided(self, "reward_from_obs") is not None
+
+    @property
+    def known_termination(self) -> bool:
+        """Whether termination is a known function of observations (the default: never)."""
+        return provided(self, "terminal_from_obs") is not None
+
+    @property
+    def exact(self) -> bool:
+        """Whether ``exact_optimal_return`` is an exact solver (else the oracle is a planner)."""
+        return provided(self, "exact_optimal_return") is not None
 
     # -------------------------------------------------------------- shared helpers
     @property

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from augnes_jax.envs.base import StepOutput
+from augnes_jax.envs.contract import EnvContractError, action_bounds, as_step_output
 
 __all__ = ["Check", "action_bounds", "as_step_output", "check_env", "run_checks"]
 
@@ -55,28 +55,6 @@ class _Failed(Exception):
 
 def _is_int(x: Any) -> bool:
     return isinstance(x, int | np.integer) and not isinstance(x, bool)
-
-
-def action_bounds(env: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Returns a continuous env's action bounds ``(low[action_dim], high[action_dim])``.
-
-    They come from the optional attributes ``action_low`` and ``action_high``, else ``[-1, 1]``.
-    """
-    dim = int(env.action_dim)
-    low = np.broadcast_to(np.asarray(getattr(env, "action_low", -1.0), np.float32), (dim,))
-    high = np.broadcast_to(np.asarray(getattr(env, "action_high", 1.0), np.float32), (dim,))
-    return low, high
-
-
-def as_step_output(out: Any) -> StepOutput:
-    """Returns ``out`` as a :class:`StepOutput`: a StepOutput-like object or a 5-tuple."""
-    names = ("obs", "state", "reward", "terminated", "truncated")
-    if all(hasattr(out, n) for n in names):
-        return StepOutput(*(getattr(out, n) for n in names))
-    if isinstance(out, tuple | list) and len(out) == 5:
-        return StepOutput(*out)
-    raise _Failed(f"step: returns {type(out).__name__}, not a StepOutput or a 5-tuple "
-                  f"(obs, state, reward, terminated, truncated)")
 
 
 def _random_action(env: Any, key: jax.Array) -> jax.Array:
@@ -427,7 +405,7 @@ def run_checks(env: Any, *, episode_length: int | None = None) -> list[Check]:
 def _outcome(name: str, method: Callable[[_Run], None], method_name: str, run: _Run) -> Check:
     try:
         method(run)
-    except _Failed as e:
+    except (_Failed, EnvContractError) as e:
         return Check(name, FAILED, str(e))
     except _Skip as e:
         return Check(name, SKIPPED, str(e))

@@ -15,8 +15,10 @@ contract (:mod:`augnes_jax.envs.base`):
 * **Observations** are flattened to ``[obs_dim]`` float32.
 
 Where an env's observation determines its state (FourRooms-misc, Pendulum-v1), the adapter also
-has ``state_from_obs``, ``reward_from_obs`` and ``terminal_from_obs``, which planning on a
-model needs. FourRooms-misc has an exact optimum (:func:`maze_values`): finite-horizon dynamic
+has ``state_from_obs``, ``reward_from_obs`` and ``terminal_from_obs``, so planning on a model
+scores imagined steps with the true reward. Every other env has them set to ``None`` (absent):
+its oracle plans on the env's own ``step`` and planning on a model uses learned reward and
+termination heads (:mod:`augnes_jax.envs.contract`). FourRooms-misc has an exact optimum (:func:`maze_values`): finite-horizon dynamic
 programming over the map, a breadth-first shortest-path search when moves never slip.
 
 gymnax is imported only when an adapter is built, so importing :mod:`augnes_jax.envs` never
@@ -198,6 +200,10 @@ class GymnaxEnv(Environment):
         self._obs_model = model[1:] if model is not None and model[0] == self.obs_dim else None
         maze = env_id in GRID_MAZES and goal_field == "goal" and self._obs_model is not None
         self.oracle = "value_iteration" if maze else "true_dynamics_planner"
+        if self._obs_model is None:  # absent, not placeholders: see augnes_jax.envs.contract
+            self.state_from_obs = self.reward_from_obs = self.terminal_from_obs = None
+        if not maze:
+            self.exact_optimal_return = None
         if maze and self.goal_array.shape[1] == 2:
             self._check_goal_cells()
 
