@@ -218,7 +218,7 @@ def predict_heads(
 
     flat = jax.vmap(one)(obs.reshape(-1, d), action.reshape(-1, spec.act_dim), goal.reshape(-1, spec.num_goals))
     n = state.normalizer
-    delta = flat[:, :d] * n.delta_std + n.delta_mean
+    delta = flat[:, :d] * n.delta_std[None, :] + n.delta_mean[None, :]
     reward = flat[:, d] * n.reward_std + n.reward_mean
     return delta.reshape(*lead, d), reward.reshape(lead), flat[:, d + 1].reshape(lead)
 
