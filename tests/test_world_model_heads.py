@@ -17,9 +17,18 @@ import pytest
 
 from augnes_jax import buffer as rb
 from augnes_jax import checkpoint as ckpt
-from augnes_jax import checkpoint_meta, infer
+from augnes_jax import checkpoint_meta, envs, infer
 from augnes_jax import world_model as W
 from augnes_jax import world_model_eval as E
+from augnes_jax.epoch import (
+    EpochSettings,
+    buffer_item,
+    init_bucket_buffers,
+    init_bucket_states,
+    make_bucket_fns,
+    make_validation_set,
+)
+from augnes_jax.planner import PlannerSettings
 from augnes_jax.world_model_stats import WorldModelStats, head_metrics
 
 OBS, ACT, GOALS = 2, 2, 4
@@ -312,6 +321,71 @@ def test_a_trained_model_learns_the_goal_conditioned_reward_and_termination():
     other = (held["goal_id"] + 2) % GOALS
     _, r_other, _ = wm.predict_step(state, held["obs"], held["action"], other)
     assert float(np.mean((np.asarray(r_other) - held["reward"]) ** 2)) > 10 * float(errs["reward_mse"])
+
+
+# ----------------------------------------------------------------------------- the sweep's data
+
+
+def _env_reward_and_termination(env, params, obs, action, next_obs, goal_id):
+    """Returns the environment's own reward and termination of stored transitions (NumPy)."""
+    reward = jax.vmap(lambda o, a, n, g: env.reward_from_obs(o, a, n, g, params))(obs, action, next_obs, goal_id)
+    terminal = jax.vmap(lambda n, g: env.terminal_from_obs(n, g, params))(next_obs, goal_id)
+    return np.asarray(reward), np.asarray(terminal)
+
+
+@pytest.fixture(scope="module", params=["gridworld", "reacher"])
+def collected(request):
+    """One epoch's random collection into a bucket of one model with heads, and a validation set."""
+    env = envs.make(request.param)
+    params = env.default_params(episode_length=40)
+    planner = PlannerSettings(horizon=2, num_samples=4, num_elites=2, iterations=1)
+    settings = EpochSettings(episode_length=40, samples_per_epoch=400, train_steps=1, planner=planner,
+                             collect_planner=planner, exploration_noise=0.1, k_steps=(1, 3))
+    goal_ids = np.arange(env.num_goals)
+    wm = W.make_world_model(env.obs_dim, env.action_feature_dim, max_width=8, num_goals=env.num_goals,
+                            learn_reward=True)
+    fns = make_bucket_fns(env, params, wm, goal_ids, env.num_goals, settings)
+    states = init_bucket_states(wm, jax.random.split(jax.random.key(0), 1), jnp.array([8]))
+    buffers = init_bucket_buffers(buffer_item(env, env.obs_dim), 800, jnp.array([800]))
+    probs = jnp.full((1, env.num_goals), 1.0 / env.num_goals)
+    buffers, _ = fns.collect(states, buffers, jax.random.split(jax.random.key(1), 1), probs, use_random=True)
+    val = make_validation_set(env, params, jax.random.key(2), goal_ids, 300, 40, 3)
+    return env, params, wm, fns, states, buffers, val
+
+
+def test_collected_buffers_and_validation_sets_hold_the_envs_reward_and_termination(collected):
+    env, params, _, _, _, buffers, val = collected
+    item = buffer_item(env, env.obs_dim)
+    assert item["reward"].dtype == jnp.float32 and item["terminated"].dtype == jnp.bool_
+    size = int(rb.size(jax.tree.map(lambda x: x[0], buffers)))
+    data = jax.tree.map(lambda x: np.asarray(x[0])[:size], buffers.data)
+    reward, terminal = _env_reward_and_termination(env, params, data["obs"], data["action"], data["next_obs"],
+                                                   data["goal_id"])
+    np.testing.assert_allclose(data["reward"], reward, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(data["terminated"], terminal)
+    # not a constant the check could pass by: the grid's episodes reach goals, the reacher's reward varies
+    assert data["terminated"].any() if env.discrete else np.std(data["reward"]) > 0.01
+    reward, terminal = _env_reward_and_termination(env, params, val.obs, val.action, val.next_obs, val.goal_id)
+    np.testing.assert_allclose(val.reward, reward, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(val.terminated, terminal)
+    assert val.seq_goal_id.shape == (val.obs_seq.shape[0],)
+    assert set(np.unique(val.seq_goal_id)) <= set(np.unique(val.goal_id))
+
+
+@pytest.mark.parametrize("collected", ["gridworld"], indirect=True)  # one environment is enough for the wiring
+def test_the_bucket_trains_the_heads_and_reports_their_errors(collected):
+    env, _, wm, fns, states, buffers, val = collected
+    states, metrics = fns.train(states, buffers, jax.random.split(jax.random.key(3), 1))
+    assert np.isfinite(np.asarray(metrics["train_loss"])).all()
+    one, ks = fns.evaluate(states, val)
+    state = jax.tree.map(lambda x: x[0], states)
+    direct = E.one_step_errors(wm, state, val.obs, val.action, val.next_obs, val.goal_id, num_goals=env.num_goals,
+                               reward=val.reward, terminated=val.terminated)
+    for key in ("val_mse", "reward_mse", "termination_bce", "termination_accuracy"):
+        np.testing.assert_allclose(one[key][0], direct[key], rtol=1e-5)
+    direct_k = E.k_step_errors(wm, state, val.obs_seq, val.action_seq, (1, 3), val.seq_goal_id)
+    for k in (1, 3):
+        np.testing.assert_allclose(ks[k][0], direct_k[k], rtol=1e-5)
 
 
 # ----------------------------------------------------------------------------- stats file and TensorBoard
