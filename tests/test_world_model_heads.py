@@ -8,6 +8,7 @@ exactly what it was.
 """
 
 import json
+from types import SimpleNamespace
 
 import jax
 import jax.numpy as jnp
@@ -29,6 +30,8 @@ from augnes_jax.epoch import (
     make_validation_set,
 )
 from augnes_jax.planner import PlannerSettings
+from augnes_jax.sweep_checkpoints import restore_device_state
+from augnes_jax.sweep_errors import SweepError
 from augnes_jax.world_model_stats import WorldModelStats, head_metrics
 
 OBS, ACT, GOALS = 2, 2, 4
@@ -386,6 +389,25 @@ def test_the_bucket_trains_the_heads_and_reports_their_errors(collected):
     direct_k = E.k_step_errors(wm, state, val.obs_seq, val.action_seq, (1, 3), val.seq_goal_id)
     for k in (1, 3):
         np.testing.assert_allclose(ks[k][0], direct_k[k], rtol=1e-5)
+
+
+def test_resuming_from_a_checkpoint_whose_buffers_lack_reward_is_one_clear_error():
+    """A run checkpointed before buffers stored reward and terminated cannot resume; it says so in one line."""
+    env = envs.make("gridworld")
+    wm = W.make_world_model(env.obs_dim, env.action_feature_dim, max_width=8)
+    states = init_bucket_states(wm, jax.random.split(jax.random.key(0), 1), jnp.array([8]))
+    item = buffer_item(env, env.obs_dim)
+    old_item = {k: v for k, v in item.items() if k not in ("reward", "terminated")}
+    old = jax.tree.leaves((states, init_bucket_buffers(old_item, 16, jnp.array([16]))))
+    new_buffers = init_bucket_buffers(item, 16, jnp.array([16]))
+    run = SimpleNamespace(bucket=SimpleNamespace(name="w8", variants=["h8-b16-s0"]), states=states,
+                          buffers=new_buffers, pad=lambda x: x)
+    saved = {"resume": {"w8": {f"leaf_{i:04d}": np.asarray(x) for i, x in enumerate(old)}}}
+    need = len(jax.tree.leaves((states, new_buffers)))
+    assert need == len(old) + 2
+    with pytest.raises(SweepError, match=f"^cannot resume: checkpoint 3 holds {len(old)} arrays for bucket w8, "
+                                         f"this config needs {need}$"):
+        restore_device_state([run], saved, 3, "runs/x/checkpoints", shard=lambda x: x)
 
 
 # ----------------------------------------------------------------------------- stats file and TensorBoard
