@@ -32,6 +32,7 @@ from augnes_jax.epoch import (
 from augnes_jax.planner import PlannerSettings
 from augnes_jax.sweep_checkpoints import restore_device_state
 from augnes_jax.sweep_errors import SweepError
+from augnes_jax.sweep_io import CONTROLLER_RUN, SweepWriter
 from augnes_jax.world_model_stats import WorldModelStats, head_metrics
 
 OBS, ACT, GOALS = 2, 2, 4
@@ -450,6 +451,33 @@ def test_head_errors_go_to_the_stats_file_and_tensorboard_and_only_with_heads(tm
     w = _Writer()
     stats.write_tb(w, "h4-b100-s0", 0)
     assert not any(t.startswith(("world_model/reward", "world_model/termination")) for t in w.points)
+
+
+class _ScalarsWriter:
+    def __init__(self):
+        self.points = {}
+
+    def scalars(self, step, values):
+        self.points.update({tag: (value, step) for tag, value in values.items()})
+
+
+def _result(h, seed, regret, metrics):
+    return SimpleNamespace(variant=SimpleNamespace(hidden_dim=h, buffer_size=100, seed=seed), diverged=False,
+                           avg_regret=regret, metrics=metrics)
+
+
+def test_the_controller_run_gets_the_mean_reward_error_per_capacity_only_with_heads():
+    ctl = _ScalarsWriter()
+    judged = SimpleNamespace(epoch=3, variants={
+        "a": _result(8, 0, 1.0, {"val_mse": 0.5, "reward_mse": 0.25}),
+        "b": _result(8, 1, 3.0, {"val_mse": 1.5, "reward_mse": 0.75}),
+        "c": _result(4, 0, 2.0, {"val_mse": 2.0}),
+    })
+    SweepWriter._write_controller_tb(SimpleNamespace(writers={CONTROLLER_RUN: ctl}), judged)
+    assert ctl.points["by_capacity/reward_mse/h8-b100"] == (0.5, 3)
+    assert ctl.points["by_capacity/val_mse/h8-b100"] == (1.0, 3)
+    assert ctl.points["by_capacity/avg_regret/h4-b100"] == (2.0, 3)
+    assert "by_capacity/reward_mse/h4-b100" not in ctl.points
 
 
 # ----------------------------------------------------------------------------- checkpoints and inference
