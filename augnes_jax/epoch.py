@@ -221,9 +221,7 @@ class BucketOutputs(NamedTuple):
     Attributes:
       counts: transitions collected per goal ``[V, G]``.
       train: the training epoch's metrics (``train_loss``, ``samples_seen``, ``nonfinite_updates``).
-      one_step: one-step model errors (``val_mse``, ``per_dim_mse``, ``per_goal_mse``; with
-        reward heads also ``reward_mse``, ``per_goal_reward_mse``, ``termination_bce`` and
-        ``termination_accuracy``).
+      one_step: one-step model errors (``val_mse``, ``per_dim_mse``, ``per_goal_mse``).
       k_step: open-loop model errors by horizon ``k``.
       returns: evaluation returns ``[V, N]``.
       probs: the collection goal probabilities used ``[V, G_selected]``.

@@ -23,8 +23,9 @@ Widths under one vmap
 
 Normalisation
   Inputs ``(obs, action)`` and the target ``Δobs = next_obs - obs`` (with heads, the reward too)
-  are standardised with means and stds computed from the valid part of the ring buffer; they live in the state
-  (:class:`Normalizer`) and are refreshed at the start of every :meth:`WorldModel.train_epoch`.
+  are standardised with means and stds computed from the valid part of the ring buffer; they
+  live in the state (:class:`Normalizer`, or :class:`HeadNormalizer` with heads) and are
+  refreshed at the start of every :meth:`WorldModel.train_epoch`.
 
 Reward and termination heads
   With ``learn_reward=True`` (and ``num_goals >= 1``) the input also holds the goal's one-hot
