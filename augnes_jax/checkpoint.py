@@ -9,7 +9,8 @@ Layout
       ``[V_bucket, ...]``. ``params`` follow :mod:`augnes_jax.world_model_net`'s layout at the
       bucket's max width; ``normalizer`` leaves are the
       :class:`~augnes_jax.world_model.Normalizer` fields (``obs_mean``, ``obs_std``,
-      ``act_mean``, ``act_std``, ``delta_mean``, ``delta_std``).
+      ``act_mean``, ``act_std``, ``delta_mean``, ``delta_std``; a model with reward heads adds
+      ``reward_mean`` and ``reward_std``).
   any other array item (``StandardSave``)
       optional extras needed to resume (buffers, keys, counters ...), named by the caller.
   ``meta`` (orbax ``JsonSave``)

@@ -3,7 +3,7 @@
 A sweep checkpoint's ``meta`` item (orbax ``JsonSave``) is a JSON object::
 
     {"config": {...}, "env": str, "obs_dim": int, "act_dim": int, "num_layers": int,
-     "epoch": int,
+     "epoch": int, ["learn_reward": bool, "num_goals": int,]
      "variants": [{"name", "hidden_dim", "buffer_size", "seed", "bucket", "index",
                    "max_width", "mask": [0/1 ...], "val_mse", "diverged"}, ...],
      "checksums": {item: [[...], ...]}}
@@ -11,11 +11,13 @@ A sweep checkpoint's ``meta`` item (orbax ``JsonSave``) is a JSON object::
 ``bucket`` names the variant's bucket ``"w{max_width}"`` in the array items, and ``index`` is
 the variant's position on that bucket's leading axis. A single world model (Stage 2 on its own)
 is one bucket with one variant. ``mask`` has ``hidden_dim`` leading ones. ``val_mse`` is null
-when not finite or diverged. ``checksums`` holds, per array item, the checksums of its arrays
+when not finite or diverged. ``learn_reward`` says whether the models have reward and
+termination heads conditioned on a one-hot of ``num_goals`` goals; a checkpoint that does not
+record it (written before heads existed) holds models without heads. ``checksums`` holds, per array item, the checksums of its arrays
 (:mod:`augnes_jax.checksum`); :mod:`augnes_jax.checkpoint` adds it at save time with
 :func:`with_checksums`.
 
-Readers get the fields through :func:`model_sizes`, :func:`variant_record`,
+Readers get the fields through :func:`model_sizes`, :func:`model_heads`, :func:`variant_record`,
 :func:`recorded_checksums`, :func:`env_name` and :func:`saved_variants`; a field that is
 missing or of the wrong type raises :class:`CheckpointError` naming the meta item. The checkpoint
 errors live here too, so that this module imports neither orbax nor JAX.
@@ -40,6 +42,7 @@ __all__ = [
     "check_mask",
     "env_name",
     "meta_int",
+    "model_heads",
     "model_sizes",
     "rank_val_mse",
     "recorded_checksums",
@@ -91,10 +94,19 @@ def variant_entry(*, name: str, hidden_dim: int, buffer_size: int, seed: int, bu
 
 
 def build_meta(*, config: Mapping[str, Any], env: str, obs_dim: int, act_dim: int, num_layers: int,
-               epoch: int, variants: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Returns the ``meta`` object of one sweep checkpoint."""
-    return {"config": dict(config), "env": env, "obs_dim": int(obs_dim), "act_dim": int(act_dim),
+               epoch: int, variants: Sequence[Mapping[str, Any]], learn_reward: bool | None = None,
+               num_goals: int | None = None) -> dict[str, Any]:
+    """Returns the ``meta`` object of one sweep checkpoint.
+
+    ``learn_reward`` and ``num_goals`` are recorded when given (the world model's reward heads).
+    """
+    meta = {"config": dict(config), "env": env, "obs_dim": int(obs_dim), "act_dim": int(act_dim),
             "num_layers": int(num_layers), "epoch": int(epoch), "variants": [dict(v) for v in variants]}
+    if learn_reward is not None:
+        meta["learn_reward"] = bool(learn_reward)
+    if num_goals is not None:
+        meta["num_goals"] = int(num_goals)
+    return meta
 
 
 def with_checksums(meta: Mapping[str, Any], checksums: Mapping[str, Any]) -> dict[str, Any]:
@@ -159,6 +171,26 @@ def meta_int(meta: Mapping[str, Any], key: str, where: Where) -> int:
 def model_sizes(meta: Mapping[str, Any], where: Where) -> tuple[int, int, int]:
     """Returns ``(obs_dim, act_dim, num_layers)`` of the checkpoint's world models."""
     return meta_int(meta, "obs_dim", where), meta_int(meta, "act_dim", where), meta_int(meta, "num_layers", where)
+
+
+def model_heads(meta: Mapping[str, Any], where: Where) -> tuple[bool, int] | None:
+    """Returns ``(learn_reward, num_goals)`` of the checkpoint's world models, None if not recorded.
+
+    ``num_goals`` is 0 when it is not recorded and the models have no heads.
+
+    Raises:
+      CheckpointError: ``learn_reward`` is not a bool, or the models have heads and
+        ``num_goals`` is not a positive integer.
+    """
+    if "learn_reward" not in meta:
+        return None
+    learn = meta["learn_reward"]
+    if not isinstance(learn, bool):
+        raise CheckpointError(f"{where}: meta field 'learn_reward' must be true or false, got {learn!r}")
+    if not learn:
+        goals = meta.get("num_goals", 0)
+        return False, goals if isinstance(goals, int) and not isinstance(goals, bool) and goals >= 0 else 0
+    return True, meta_int(meta, "num_goals", where)
 
 
 def select_variant(meta: Mapping[str, Any], variant: str, where: Where) -> dict[str, Any]:

@@ -89,8 +89,13 @@ def prepare(cfg: Config) -> DataRun:
 
 
 def _train_items(t: Transitions) -> dict[str, jax.Array]:
+    """Returns the buffer items of `t`: the sweep's item layout, with reward and terminated zero when absent."""
+    n = t.num_rows
+    reward = np.zeros(n, np.float32) if t.reward is None else t.reward
+    terminated = np.zeros(n, np.bool_) if t.terminated is None else t.terminated
     return {"obs": jnp.asarray(t.obs), "action": jnp.asarray(t.action), "next_obs": jnp.asarray(t.next_obs),
-            "goal_id": jnp.asarray(t.goal_id)}
+            "goal_id": jnp.asarray(t.goal_id), "reward": jnp.asarray(reward, jnp.float32),
+            "terminated": jnp.asarray(terminated, jnp.bool_)}
 
 
 def _bucket_arrays(b: Bucket) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

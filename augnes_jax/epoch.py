@@ -52,7 +52,11 @@ class EpochSettings:
 
 
 class ValidationSet(NamedTuple):
-    """Held-out transitions ``[N]`` and open-loop sequences ``[M, K+1]`` for model evaluation."""
+    """Held-out transitions ``[N]`` and open-loop sequences ``[M, K+1]`` for model evaluation.
+
+    ``reward`` and ``terminated`` score a model's reward and termination heads; ``seq_goal_id``
+    is each sequence's goal, an input of a model with heads.
+    """
 
     obs: jax.Array
     action: jax.Array  # float action features
@@ -60,15 +64,24 @@ class ValidationSet(NamedTuple):
     goal_id: jax.Array
     obs_seq: jax.Array  # [M, K + 1, d]
     action_seq: jax.Array  # [M, K, a]
+    reward: jax.Array  # [N] float32
+    terminated: jax.Array  # [N] bool
+    seq_goal_id: jax.Array  # [M] int32
 
 
 def buffer_item(env: Environment, obs_dim: int) -> dict[str, jax.Array]:
-    """Returns an example buffer item (shapes and dtypes of one stored transition)."""
+    """Returns an example buffer item (shapes and dtypes of one stored transition).
+
+    ``reward`` and ``terminated`` are always stored: a world model with reward and termination
+    heads trains on them, one without ignores them.
+    """
     return {
         "obs": jnp.zeros((obs_dim,), jnp.float32),
         "action": jnp.zeros((env.action_feature_dim,), jnp.float32),
         "next_obs": jnp.zeros((obs_dim,), jnp.float32),
         "goal_id": jnp.zeros((), jnp.int32),
+        "reward": jnp.zeros((), jnp.float32),
+        "terminated": jnp.zeros((), jnp.bool_),
     }
 
 
@@ -78,6 +91,8 @@ def _items(env: Environment, flat) -> dict[str, jax.Array]:
         "action": jax.vmap(env.action_features)(flat.action),
         "next_obs": flat.next_obs,
         "goal_id": flat.goal_id,
+        "reward": flat.reward,
+        "terminated": flat.terminated,
     }
 
 
@@ -101,6 +116,9 @@ def make_validation_set(
         obs=jnp.asarray(flat.obs[valid][:size]), action=jnp.asarray(feats[valid][:size]),
         next_obs=jnp.asarray(flat.next_obs[valid][:size]), goal_id=jnp.asarray(flat.goal_id[valid][:size]),
         obs_seq=jnp.asarray(seq_obs), action_seq=jnp.asarray(seq_act),
+        reward=jnp.asarray(flat.reward[valid][:size], jnp.float32),
+        terminated=jnp.asarray(flat.terminated[valid][:size], jnp.bool_),
+        seq_goal_id=jnp.asarray(np.asarray(goals)[long_enough], jnp.int32),
     )
 
 
@@ -149,8 +167,9 @@ def make_bucket_fns(
         return jax.vmap(lambda w, b, k, p: collect_one(w, b, k, p, use_random))(wm_states, buffers, keys, goal_probs)
 
     def evaluate_one(wm_state, val: ValidationSet):
-        one = one_step_errors(wm, wm_state, val.obs, val.action, val.next_obs, val.goal_id, num_goals)
-        ks = k_step_errors(wm, wm_state, val.obs_seq, val.action_seq, s.k_steps)
+        one = one_step_errors(wm, wm_state, val.obs, val.action, val.next_obs, val.goal_id, num_goals,
+                              val.reward, val.terminated)
+        ks = k_step_errors(wm, wm_state, val.obs_seq, val.action_seq, s.k_steps, val.seq_goal_id)
         return one, ks
 
     def control_one(wm_state, keys, goals):

@@ -7,7 +7,10 @@ Usage::
 
 The single form prints ``{"variant", "hidden_dim", "step", "delta": [d], "next_obs": [d]}``; the
 batch form (one sample per row) prints the same with lists of rows, or writes it atomically to
-``--out``. Bad input (wrong sizes, non-numbers, missing files, unknown variant, missing or corrupt
+``--out``. A model with reward and termination heads takes the goal as an input: give
+``--goal-id G`` (one goal for every sample) or ``--goal-file`` (one integer per row), and the
+document adds ``"goal_id"``, ``"reward"`` and ``"terminal_prob"`` (the probability that the step
+terminates). A model without heads ignores the goal. Bad input (wrong sizes, non-numbers, missing files, unknown variant, missing or corrupt
 checkpoint) prints one line naming the argument or file on stderr and exits with status 2.
 """
 
@@ -47,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--action", help="one action: comma-separated numbers")
     p.add_argument("--obs-file", help="observations, one per row (.npy or .csv)")
     p.add_argument("--action-file", help="actions, one per row (.npy or .csv)")
+    p.add_argument("--goal-id", type=int, default=None,
+                   help="goal id of every sample (models with reward heads need a goal)")
+    p.add_argument("--goal-file", help="goal ids, one integer per row (.npy or .csv)")
     p.add_argument("--out", help="write the JSON here (atomically) instead of printing it")
     return p
 
@@ -103,6 +109,38 @@ def _check_width(x: np.ndarray, width: int, arg: str, what: str) -> None:
         raise InputError(f"{arg}: expected {width} values per sample ({what}), got {x.shape[-1]}")
 
 
+def read_goals(args: argparse.Namespace, rows: int | None) -> np.ndarray | None:
+    """Returns the goal ids of `--goal-id` (a scalar) or `--goal-file` (``int[rows]``), or None.
+
+    `rows` is the batch size (None for the single form, which takes only ``--goal-id``).
+    """
+    if args.goal_id is not None and args.goal_file is not None:
+        raise InputError("--goal-id and --goal-file cannot be mixed")
+    if args.goal_file is not None:
+        if rows is None:
+            raise InputError("--goal-file: goes with --obs-file/--action-file; give --goal-id with --obs")
+        goals = read_matrix(args.goal_file, "--goal-file")
+        if goals.shape[1] != 1 and goals.shape[0] == 1:
+            goals = goals.T  # a single line of ids
+        if goals.shape != (rows, 1):
+            raise InputError(f"--goal-file: {args.goal_file}: expected {rows} rows of one goal id, "
+                             f"got shape {goals.shape}")
+        if np.any(goals != np.round(goals)):
+            raise InputError(f"--goal-file: {args.goal_file}: goal ids must be integers")
+        return goals[:, 0].astype(np.int64)
+    return None if args.goal_id is None else np.asarray(args.goal_id, np.int64)
+
+
+def _check_goals(goals: np.ndarray | None, num_goals: int, arg: str) -> np.ndarray:
+    if goals is None:
+        raise InputError(f"{arg}: required: the model has reward heads conditioned on the goal "
+                         f"(give --goal-id or --goal-file)")
+    bad = goals[(goals < 0) | (goals >= num_goals)]
+    if bad.size:
+        raise InputError(f"{arg}: goal id {int(bad.flat[0])} is outside [0, {num_goals})")
+    return goals.astype(np.int32)
+
+
 def run(argv: list[str] | None = None) -> dict:
     """Returns the prediction document for the command-line arguments `argv`.
 
@@ -130,6 +168,7 @@ def run(argv: list[str] | None = None) -> dict:
             )
     else:
         raise InputError("give --obs and --action, or --obs-file and --action-file")
+    goals = read_goals(args, obs.shape[0] if batch else None)
 
     from augnes_jax.compile_cache import configure
     from augnes_jax.inference import load_world_model  # keep `--help` and input errors fast
@@ -139,13 +178,29 @@ def run(argv: list[str] | None = None) -> dict:
     predictor = load_world_model(args.run_dir, variant=args.variant, step=args.step)
     _check_width(obs, predictor.obs_dim, "--obs-file" if batch else "--obs", "obs_dim")
     _check_width(action, predictor.act_dim, "--action-file" if batch else "--action", "act_dim")
-    delta = np.asarray(predictor.predict_delta(obs, action), np.float64)
+    if not predictor.learn_reward:
+        delta = np.asarray(predictor.predict_delta(obs, action), np.float64)
+        return {
+            "variant": predictor.variant,
+            "hidden_dim": predictor.hidden_dim,
+            "step": predictor.step,
+            "delta": delta.tolist(),
+            "next_obs": (obs.astype(np.float64) + delta).tolist(),
+        }
+    goals = _check_goals(goals, predictor.num_goals, "--goal-file" if args.goal_file else "--goal-id")
+    if batch:
+        goals = np.broadcast_to(goals, obs.shape[:1])
+    delta = np.asarray(predictor.predict_delta(obs, action, goals), np.float64)
+    _, reward, terminal = predictor.predict_step(obs, action, goals)
     return {
         "variant": predictor.variant,
         "hidden_dim": predictor.hidden_dim,
         "step": predictor.step,
         "delta": delta.tolist(),
         "next_obs": (obs.astype(np.float64) + delta).tolist(),
+        "goal_id": goals.tolist(),
+        "reward": np.asarray(reward, np.float64).tolist(),
+        "terminal_prob": np.asarray(terminal, np.float64).tolist(),
     }
 
 

@@ -7,6 +7,11 @@ variant's true width (:func:`augnes_jax.world_model.dense_params`) and returns a
 :class:`Predictor` whose jitted functions run on the host's default device. Nothing but the
 checkpoint's files is needed, so a model trained on an accelerator predicts on a CPU-only
 machine in a fresh process.
+
+A model with reward and termination heads (meta ``learn_reward``; a checkpoint that does not
+record it is read from its arrays: a normalizer with ``reward_mean``) is rebuilt with them: its
+goal is an input, so every prediction takes a goal id, and :meth:`Predictor.predict_reward` and
+:meth:`Predictor.predict_terminal` give the heads' outputs.
 """
 
 from __future__ import annotations
@@ -60,6 +65,7 @@ class Predictor:
       meta: the checkpoint's meta dict.
       step: the checkpoint step it came from.
       model: the rebuilt :class:`~augnes_jax.world_model.WorldModel` (``max_width == hidden_dim``).
+        ``model.learn_reward`` says whether it has reward and termination heads.
     """
 
     variant: str
@@ -72,6 +78,7 @@ class Predictor:
     _view: ModelView = field(repr=False)
     _delta: Any = field(repr=False)
     _next: Any = field(repr=False)
+    _step: Any = field(repr=False, default=None)
 
     @property
     def obs_dim(self) -> int:
@@ -88,17 +95,53 @@ class Predictor:
         """Returns the name of the environment the model was trained on, if the checkpoint says."""
         return checkpoint_meta.env_name(self.meta)
 
-    def predict_delta(self, obs: Any, action: Any) -> jax.Array:
-        """Returns Δobs ``[..., d]`` for ``obs[..., d]`` and ``action[..., a]`` (one or a batch)."""
-        return self._delta(
-            self._view, jnp.asarray(obs, jnp.float32), jnp.asarray(action, jnp.float32)
-        )
+    @property
+    def learn_reward(self) -> bool:
+        """Returns whether the model has reward and termination heads (its goal is an input)."""
+        return self.model.learn_reward
 
-    def predict_next(self, obs: Any, action: Any) -> jax.Array:
-        """Returns the predicted next observation ``[..., d]``."""
-        return self._next(
-            self._view, jnp.asarray(obs, jnp.float32), jnp.asarray(action, jnp.float32)
-        )
+    @property
+    def num_goals(self) -> int:
+        """Returns the number of goals G of a model with heads (0 without)."""
+        return self.model.num_goals if self.model.learn_reward else 0
+
+    def _args(self, obs: Any, action: Any, goal_id: Any) -> tuple[Any, ...]:
+        args = (self._view, jnp.asarray(obs, jnp.float32), jnp.asarray(action, jnp.float32))
+        if not self.learn_reward:
+            return args
+        if goal_id is None:
+            raise ValueError(f"variant {self.variant!r} has reward heads: its predictions need a goal_id")
+        return (*args, jnp.asarray(goal_id, jnp.int32))
+
+    def predict_delta(self, obs: Any, action: Any, goal_id: Any = None) -> jax.Array:
+        """Returns Δobs ``[..., d]`` for ``obs[..., d]`` and ``action[..., a]`` (one or a batch).
+
+        ``goal_id`` (an int, or ints ``[...]``) is required by a model with heads and ignored by
+        one without.
+        """
+        return self._delta(*self._args(obs, action, goal_id))
+
+    def predict_next(self, obs: Any, action: Any, goal_id: Any = None) -> jax.Array:
+        """Returns the predicted next observation ``[..., d]`` (``goal_id`` as in predict_delta)."""
+        return self._next(*self._args(obs, action, goal_id))
+
+    def predict_step(self, obs: Any, action: Any, goal_id: Any) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """Returns ``(next_obs[..., d], reward[...], terminal_prob[...])`` of a model with heads.
+
+        Raises:
+          ValueError: the model has no reward heads.
+        """
+        if self._step is None:
+            raise ValueError(f"variant {self.variant!r} has no reward or termination head")
+        return self._step(*self._args(obs, action, goal_id))
+
+    def predict_reward(self, obs: Any, action: Any, goal_id: Any) -> jax.Array:
+        """Returns the predicted reward ``[...]`` in original units (a model with heads only)."""
+        return self.predict_step(obs, action, goal_id)[1]
+
+    def predict_terminal(self, obs: Any, action: Any, goal_id: Any) -> jax.Array:
+        """Returns the predicted probability ``[...]`` that the step terminates (a model with heads only)."""
+        return self.predict_step(obs, action, goal_id)[2]
 
 
 def _restore_model_items(directory: Path, step: int | None) -> tuple[int, dict[str, Any], dict[str, Any]]:
@@ -112,7 +155,11 @@ def _restore_model_items(directory: Path, step: int | None) -> tuple[int, dict[s
 
 
 def _variant_arrays(arrays: dict[str, Any], record: VariantRecord, where: Path) -> tuple[Any, wmlib.Normalizer]:
-    """Returns the variant's masked params ``{"params": ...}`` (numpy) and its normalizer."""
+    """Returns the variant's masked params ``{"params": ...}`` (numpy) and its normalizer.
+
+    The normalizer is a :class:`~augnes_jax.world_model.HeadNormalizer` when the saved one holds
+    the reward's moments (a model with heads).
+    """
     name, bucket, index = record.name, record.bucket, record.index
     for item in _MODEL_ITEMS:
         by_bucket = arrays[item]
@@ -121,9 +168,10 @@ def _variant_arrays(arrays: dict[str, Any], record: VariantRecord, where: Path) 
     try:
         layers = jax.tree.map(lambda x: np.asarray(x)[index], arrays["params"][bucket]["params"])
         norm_tree = jax.tree.map(lambda x: np.asarray(x)[index], arrays["normalizer"][bucket])
-        normalizer = wmlib.Normalizer(
-            **{k: jnp.asarray(norm_tree[k], jnp.float32) for k in wmlib.NORMALIZER_FIELDS}
-        )
+        heads = "reward_mean" in norm_tree
+        cls, names = (wmlib.HeadNormalizer, wmlib.HEAD_NORMALIZER_FIELDS) if heads else (
+            wmlib.Normalizer, wmlib.NORMALIZER_FIELDS)
+        normalizer = cls(**{k: jnp.asarray(norm_tree[k], jnp.float32) for k in names})
         width = wmlib.hidden_width({"params": layers})
     except (KeyError, IndexError, TypeError) as e:
         raise CheckpointError(
@@ -137,23 +185,47 @@ def _variant_arrays(arrays: dict[str, Any], record: VariantRecord, where: Path) 
     return {"params": layers}, normalizer
 
 
+def _heads(meta: dict[str, Any], normalizer: wmlib.Normalizer, masked: Any, sizes: tuple[int, int, int],
+           where: Path) -> tuple[bool, int]:
+    """Returns ``(learn_reward, num_goals)``: as the meta records them, else as the arrays show them.
+
+    Raises:
+      CheckpointError: the meta and the saved normalizer disagree on whether there are heads.
+    """
+    saved = isinstance(normalizer, wmlib.HeadNormalizer)
+    recorded = checkpoint_meta.model_heads(meta, where)
+    if recorded is None:
+        if not saved:
+            return False, 0
+        rows = np.shape(masked["params"]["hidden_0"]["kernel"])[0]
+        return True, int(rows) - sizes[0] - sizes[1]
+    if recorded[0] != saved:
+        raise CheckpointError(f"{where}: meta field 'learn_reward' is {str(recorded[0]).lower()} but the saved "
+                              f"normalizer {'has' if saved else 'has no'} reward moments")
+    return recorded
+
+
 def _dense_model(
-    masked: Any, record: VariantRecord, sizes: tuple[int, int, int], where: Path
+    masked: Any, record: VariantRecord, sizes: tuple[int, int, int], heads: tuple[bool, int], where: Path
 ) -> tuple[Any, wmlib.WorldModel]:
     """Returns the variant's dense float32 params and a world model of exactly that width."""
     obs_dim, act_dim, num_layers = sizes
+    learn_reward, num_goals = heads
     h = record.hidden_dim
     try:
         dense = wmlib.dense_params(masked, h)
     except ValueError as e:  # a layer the network does not have
         raise CheckpointError(f"{where}: {e}") from None
     dense = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), dense)
-    model = wmlib.make_world_model(obs_dim, act_dim, max_width=h, num_layers=num_layers)
+    try:
+        model = wmlib.make_world_model(obs_dim, act_dim, max_width=h, num_layers=num_layers, num_goals=num_goals,
+                                       learn_reward=learn_reward)
+    except ValueError as e:
+        raise CheckpointError(f"{where}: {e}") from None
     expected = jax.eval_shape(model.init_params, jax.random.key(0), h)
     if jax.tree.map(lambda x: x.shape, expected) != jax.tree.map(lambda x: x.shape, dense):
-        raise CheckpointError(
-            f"{where}: params of variant {record.name!r} do not fit obs_dim/act_dim/num_layers"
-        )
+        fit = "obs_dim/act_dim/num_layers" + ("/num_goals" if learn_reward else "")
+        raise CheckpointError(f"{where}: params of variant {record.name!r} do not fit {fit}")
     return dense, model
 
 
@@ -182,7 +254,8 @@ def load_world_model(
     record = checkpoint_meta.variant_record(meta, variant, where)
     masked, normalizer = _variant_arrays(arrays, record, where)
     checkpoint_meta.check_mask(record, where)
-    dense, model = _dense_model(masked, record, sizes, where)
+    heads = _heads(meta, normalizer, masked, sizes, where)
+    dense, model = _dense_model(masked, record, sizes, heads, where)
     h = record.hidden_dim
     view = ModelView(params=dense, normalizer=normalizer, mask=jnp.ones((h,), jnp.float32))
     return Predictor(
@@ -196,4 +269,5 @@ def load_world_model(
         _view=view,
         _delta=jax.jit(model.predict_delta),
         _next=jax.jit(model.predict_next),
+        _step=jax.jit(model.predict_step) if model.learn_reward else None,
     )

@@ -246,10 +246,13 @@ class SweepWriter:
             if not res.diverged:
                 groups.setdefault((res.variant.hidden_dim, res.variant.buffer_size), []).append(res)
         for (h, b), items in sorted(groups.items()):
-            ctl.scalars(judged.epoch, {
+            values = {
                 f"by_capacity/avg_regret/h{h}-b{b}": float(np.mean([p.avg_regret for p in items])),
                 f"by_capacity/val_mse/h{h}-b{b}": float(np.mean([p.metrics["val_mse"] for p in items])),
-            })
+            }
+            if all("reward_mse" in p.metrics for p in items):  # a world model with reward heads
+                values[f"by_capacity/reward_mse/h{h}-b{b}"] = float(np.mean([p.metrics["reward_mse"] for p in items]))
+            ctl.scalars(judged.epoch, values)
 
     def _write_stats(self, host: HostState, flop_fraction: float) -> None:
         if not self.judgments_path.exists() or self.judgments_path.stat().st_size == 0:

@@ -22,9 +22,18 @@ Widths under one vmap
   the function.
 
 Normalisation
-  Inputs ``(obs, action)`` and the target ``Δobs = next_obs - obs`` are standardised with means
-  and stds computed from the valid part of the ring buffer; they live in the state
-  (:class:`Normalizer`) and are refreshed at the start of every :meth:`WorldModel.train_epoch`.
+  Inputs ``(obs, action)`` and the target ``Δobs = next_obs - obs`` (with heads, the reward too)
+  are standardised with means and stds computed from the valid part of the ring buffer; they
+  live in the state (:class:`Normalizer`, or :class:`HeadNormalizer` with heads) and are
+  refreshed at the start of every :meth:`WorldModel.train_epoch`.
+
+Reward and termination heads
+  With ``learn_reward=True`` (and ``num_goals >= 1``) the input also holds the goal's one-hot
+  and the network predicts, beside Δobs, the reward and a termination logit, as mbrl-lib's
+  ``learned_rewards`` does: an environment without ``reward_from_obs`` / ``terminal_from_obs``
+  can then be planned on the model alone (:meth:`WorldModel.predict_step`). The goal is an
+  input, so every prediction of such a model needs the goal id. Without heads (the default)
+  the state, the network and every result are what they were before heads existed.
 
 Activation
   ``swish`` (SiLU): smooth, so open-loop roll-outs and planner costs are differentiable without
@@ -54,6 +63,7 @@ import optax
 
 from augnes_jax import world_model_train as train
 from augnes_jax.world_model_net import (
+    HEAD_OUTPUTS,
     LAYOUT,
     MAX_INIT_DIM,
     MaskedMLP,
@@ -66,17 +76,22 @@ from augnes_jax.world_model_net import (
     unit_mask,
 )
 from augnes_jax.world_model_normalizer import (
+    HEAD_NORMALIZER_FIELDS,
     NORMALIZER_FIELDS,
+    HeadNormalizer,
     Normalizer,
     compute_normalizer,
     identity_normalizer,
     normalizer_from_buffer,
 )
-from augnes_jax.world_model_train import TrainSpec, WorldModelState
+from augnes_jax.world_model_train import TrainSpec, WorldModelState, goal_one_hot
 
 __all__ = [
+    "HEAD_NORMALIZER_FIELDS",
+    "HEAD_OUTPUTS",
     "LAYOUT",
     "NORMALIZER_FIELDS",
+    "HeadNormalizer",
     "MaskedMLP",
     "Normalizer",
     "OutputDense",
@@ -86,6 +101,7 @@ __all__ = [
     "compute_normalizer",
     "dense_params",
     "flops_per_sample",
+    "head_sizes",
     "hidden_width",
     "identity_normalizer",
     "jitted_train_epoch",
@@ -106,16 +122,25 @@ class WorldModel:
 
     Attributes:
       obs_dim, act_dim, max_width, num_layers, batch_size: static sizes.
+      num_goals: number of goals G (the goal one-hot's size when `learn_reward`).
+      learn_reward: whether the model has reward and termination heads.
       module: the flax :class:`MaskedMLP`.
       optimizer: the optax adamw transformation; train_step clips the gradients' global norm
         before it and masks its updates after it.
       init: ``(key, hidden_dim) -> WorldModelState``.
       init_params: ``(key, hidden_dim) -> params``.
-      loss: ``(params, normalizer, mask, batch) -> scalar`` normalised MSE of Δobs.
+      loss: ``(params, normalizer, mask, batch) -> scalar`` normalised MSE of Δobs (with heads:
+        plus the normalised-reward MSE and the termination cross-entropy).
       train_step: ``(state, batch) -> (state, metrics)``.
       train_epoch: ``(state, buffer_state, key, num_steps) -> (state, metrics)``.
-      predict_delta: ``(state, obs[..., d], action[..., a]) -> Δobs[..., d]`` original units.
-      predict_next: ``(state, obs, action) -> next_obs[..., d]``.
+      predict_delta: ``(state, obs[..., d], action[..., a], goal_id=None) -> Δobs[..., d]`` in
+        original units. ``goal_id`` (int, broadcast to ``[...]``) is required with heads and
+        ignored without.
+      predict_next: ``(state, obs, action, goal_id=None) -> next_obs[..., d]``.
+      predict_step: ``(state, obs, action, goal_id) -> (next_obs[..., d], reward[...],
+        terminal_prob[...])`` in original units; raises ValueError without heads.
+      predict_heads: ``(state, obs, action, goal_id) -> (Δobs[..., d], reward[...],
+        termination_logit[...])``; raises ValueError without heads.
       grow: ``(state, new_hidden_dim) -> state``.
       uid: a number unique to this instance (names its jitted functions for chex).
     """
@@ -125,6 +150,8 @@ class WorldModel:
     max_width: int
     num_layers: int
     batch_size: int
+    num_goals: int
+    learn_reward: bool
     module: MaskedMLP
     optimizer: optax.GradientTransformation
     init: Callable[..., WorldModelState]
@@ -134,6 +161,8 @@ class WorldModel:
     train_epoch: Callable[..., tuple[WorldModelState, dict[str, jax.Array]]]
     predict_delta: Callable[..., jax.Array]
     predict_next: Callable[..., jax.Array]
+    predict_step: Callable[..., tuple[jax.Array, jax.Array, jax.Array]]
+    predict_heads: Callable[..., tuple[jax.Array, jax.Array, jax.Array]]
     grow: Callable[..., WorldModelState]
     uid: int = dataclasses.field(default_factory=lambda: next(_UIDS))
 
@@ -142,13 +171,13 @@ def init_state(spec: TrainSpec, key: jax.Array, hidden_dim: int | jax.Array) -> 
     """Returns a fresh state of effective width `hidden_dim` (may be traced)."""
     module = spec.module
     hidden_dim = jnp.clip(jnp.asarray(hidden_dim, jnp.int32), 1, module.max_width)
-    params = init_params(key, hidden_dim, in_dim=spec.obs_dim + spec.act_dim, out_dim=spec.obs_dim,
+    params = init_params(key, hidden_dim, in_dim=spec.in_dim, out_dim=spec.out_dim,
                          max_width=module.max_width, num_layers=module.num_layers)
     zero = jnp.zeros((), jnp.int32)
     return WorldModelState(
         params=params,
         opt_state=spec.optimizer.init(params),
-        normalizer=identity_normalizer(spec.obs_dim, spec.act_dim),
+        normalizer=identity_normalizer(spec.obs_dim, spec.act_dim, reward=spec.learn_reward),
         mask=unit_mask(hidden_dim, module.max_width),
         hidden_dim=hidden_dim,
         step=zero,
@@ -157,20 +186,58 @@ def init_state(spec: TrainSpec, key: jax.Array, hidden_dim: int | jax.Array) -> 
     )
 
 
-def predict_delta(spec: TrainSpec, state: Any, obs: Any, action: Any) -> jax.Array:
+def _check_batch(spec: TrainSpec, obs: Any, action: Any) -> tuple[jax.Array, jax.Array]:
+    """Returns ``obs[..., d]`` and ``action[..., a]`` as float32, checked to share a batch shape."""
+    obs = jnp.asarray(obs, jnp.float32)
+    action = jnp.asarray(action, jnp.float32)
+    chex.assert_axis_dimension(obs, -1, spec.obs_dim)
+    chex.assert_axis_dimension(action, -1, spec.act_dim)
+    if action.shape[:-1] != obs.shape[:-1]:
+        raise ValueError(f"obs {obs.shape} and action {action.shape} batch shapes differ")
+    return obs, action
+
+
+def predict_heads(
+    spec: TrainSpec, state: Any, obs: Any, action: Any, goal_id: Any
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Returns ``(Δobs[..., d], reward[...], termination_logit[...])`` of a model with heads.
+
+    Δobs and the reward are in original units. ``goal_id`` is an integer array broadcast to the
+    batch shape ``[...]`` (one goal for a whole batch is a scalar).
+
+    Raises:
+      ValueError: the model has no heads, or the batch shapes differ.
+    """
+    if not spec.learn_reward:
+        raise ValueError("reward and termination predictions need a model built with learn_reward=True")
+    obs, action = _check_batch(spec, obs, action)
+    lead, d = obs.shape[:-1], spec.obs_dim
+    goal = goal_one_hot(spec, jnp.broadcast_to(jnp.asarray(goal_id, jnp.int32), lead))
+
+    def one(o: jax.Array, a: jax.Array, g: jax.Array) -> jax.Array:
+        return apply_one(spec.module, state.params, state.normalizer, state.mask, o, a, g)
+
+    flat = jax.vmap(one)(obs.reshape(-1, d), action.reshape(-1, spec.act_dim), goal.reshape(-1, spec.num_goals))
+    n = state.normalizer
+    delta = flat[:, :d] * n.delta_std[None, :] + n.delta_mean[None, :]
+    reward = flat[:, d] * n.reward_std + n.reward_mean
+    return delta.reshape(*lead, d), reward.reshape(lead), flat[:, d + 1].reshape(lead)
+
+
+def predict_delta(spec: TrainSpec, state: Any, obs: Any, action: Any, goal_id: Any = None) -> jax.Array:
     """Returns Δobs ``[..., d]`` in original units for ``obs[..., d], action[..., a]``.
 
     `state` is a pytree with ``params``, ``normalizer`` and ``mask`` attributes (a
-    :class:`WorldModelState`, or a lighter view of one).
+    :class:`WorldModelState`, or a lighter view of one). A model with heads needs ``goal_id``
+    (see :func:`predict_heads`); a model without ignores it.
     """
+    if spec.learn_reward:
+        if goal_id is None:
+            raise ValueError("a world model with reward heads needs goal_id to predict")
+        return predict_heads(spec, state, obs, action, goal_id)[0]
     obs_dim, act_dim = spec.obs_dim, spec.act_dim
-    obs = jnp.asarray(obs, jnp.float32)
-    action = jnp.asarray(action, jnp.float32)
-    chex.assert_axis_dimension(obs, -1, obs_dim)
-    chex.assert_axis_dimension(action, -1, act_dim)
+    obs, action = _check_batch(spec, obs, action)
     lead = obs.shape[:-1]
-    if action.shape[:-1] != lead:
-        raise ValueError(f"obs {obs.shape} and action {action.shape} batch shapes differ")
 
     def one(o: jax.Array, a: jax.Array) -> jax.Array:
         n = state.normalizer
@@ -181,9 +248,24 @@ def predict_delta(spec: TrainSpec, state: Any, obs: Any, action: Any) -> jax.Arr
     return flat.reshape(*lead, obs_dim)
 
 
-def predict_next(spec: TrainSpec, state: Any, obs: Any, action: Any) -> jax.Array:
-    """Returns the predicted next observation ``obs + Δobs`` ``[..., d]``."""
-    return jnp.asarray(obs, jnp.float32) + predict_delta(spec, state, obs, action)
+def predict_next(spec: TrainSpec, state: Any, obs: Any, action: Any, goal_id: Any = None) -> jax.Array:
+    """Returns the predicted next observation ``obs + Δobs`` ``[..., d]`` (``goal_id`` as in predict_delta)."""
+    return jnp.asarray(obs, jnp.float32) + predict_delta(spec, state, obs, action, goal_id)
+
+
+def predict_step(
+    spec: TrainSpec, state: Any, obs: Any, action: Any, goal_id: Any
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Returns ``(next_obs[..., d], reward[...], terminal_prob[...])`` of a model with heads.
+
+    The reward is in original units and ``terminal_prob`` is the sigmoid of the termination
+    logit. ``goal_id`` is broadcast to the batch shape.
+
+    Raises:
+      ValueError: the model has no heads.
+    """
+    delta, reward, logit = predict_heads(spec, state, obs, action, goal_id)
+    return jnp.asarray(obs, jnp.float32) + delta, reward, jax.nn.sigmoid(logit)
 
 
 def grow(max_width: int, state: WorldModelState, new_hidden_dim: int | jax.Array) -> WorldModelState:
@@ -197,14 +279,22 @@ def grow(max_width: int, state: WorldModelState, new_hidden_dim: int | jax.Array
     return state.replace(mask=unit_mask(new, max_width), hidden_dim=new)
 
 
-def _check_sizes(obs_dim: int, act_dim: int, max_width: int, num_layers: int, batch_size: int) -> None:
+def _check_sizes(
+    obs_dim: int, act_dim: int, max_width: int, num_layers: int, batch_size: int, num_goals: int, learn_reward: bool
+) -> None:
     """Raises ValueError naming the first size a world model cannot have."""
     if num_layers not in (1, 2):
         raise ValueError(f"num_layers must be 1 or 2, got {num_layers}")
+    if num_goals < 0:
+        raise ValueError(f"num_goals must be >= 0, got {num_goals}")
+    if learn_reward and num_goals < 1:
+        raise ValueError(f"learn_reward needs num_goals >= 1, got {num_goals}")
+    extra_in, extra_out = head_sizes(num_goals, learn_reward)
     dims = (
         ("obs_dim", obs_dim),
         ("act_dim", act_dim),
-        ("obs_dim + act_dim", obs_dim + act_dim),
+        ("obs_dim + act_dim" + (" + num_goals" if learn_reward else ""), obs_dim + act_dim + extra_in),
+        ("obs_dim" + (" + 2" if learn_reward else ""), obs_dim + extra_out),
         ("max_width", max_width),
     )
     for name, value in dims:
@@ -212,6 +302,11 @@ def _check_sizes(obs_dim: int, act_dim: int, max_width: int, num_layers: int, ba
             raise ValueError(f"{name} must be in [1, {MAX_INIT_DIM}), got {value}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+
+
+def _no_heads(*args: Any, **kwargs: Any) -> Any:
+    del args, kwargs
+    raise ValueError("reward and termination predictions need a model built with learn_reward=True")
 
 
 def make_world_model(
@@ -223,6 +318,9 @@ def make_world_model(
     weight_decay: float = 1e-5,
     grad_clip: float = 1.0,
     batch_size: int = 256,
+    *,
+    num_goals: int = 0,
+    learn_reward: bool = False,
 ) -> WorldModel:
     """Returns a :class:`WorldModel` whose functions close over these static hyperparameters.
 
@@ -235,21 +333,31 @@ def make_world_model(
       weight_decay: adamw decoupled weight decay (masked weights are never decayed).
       grad_clip: global-norm gradient clip.
       batch_size: minibatch size sampled by ``train_epoch``.
+      num_goals: number of goals G; the size of the goal one-hot when `learn_reward`.
+      learn_reward: add reward and termination heads conditioned on the goal (needs
+        ``num_goals >= 1``); training then reads ``goal_id``, ``reward`` and ``terminated``.
     """
-    _check_sizes(obs_dim, act_dim, max_width, num_layers, batch_size)
-    module = MaskedMLP(max_width=max_width, num_layers=num_layers, out_dim=obs_dim)
+    _check_sizes(obs_dim, act_dim, max_width, num_layers, batch_size, num_goals, learn_reward)
+    extra_in, extra_out = head_sizes(num_goals, learn_reward)
+    module = MaskedMLP(max_width=max_width, num_layers=num_layers, out_dim=obs_dim + extra_out)
     # Global-norm clipping happens in the step itself, so the norm it needs (also the finiteness
     # check and a metric) is computed once.
     optimizer = optax.adamw(learning_rate, weight_decay=weight_decay)
     spec = TrainSpec(module=module, optimizer=optimizer, obs_dim=obs_dim, act_dim=act_dim,
-                     grad_clip=grad_clip, batch_size=batch_size)
-    sizes = {"in_dim": obs_dim + act_dim, "out_dim": obs_dim, "max_width": max_width, "num_layers": num_layers}
+                     grad_clip=grad_clip, batch_size=batch_size, num_goals=num_goals, learn_reward=learn_reward)
+    sizes = {"in_dim": spec.in_dim, "out_dim": spec.out_dim, "max_width": max_width, "num_layers": num_layers}
+    heads = {
+        "predict_step": jax.jit(functools.partial(predict_step, spec)) if learn_reward else _no_heads,
+        "predict_heads": jax.jit(functools.partial(predict_heads, spec)) if learn_reward else _no_heads,
+    }
     return WorldModel(
         obs_dim=obs_dim,
         act_dim=act_dim,
         max_width=max_width,
         num_layers=num_layers,
         batch_size=batch_size,
+        num_goals=num_goals,
+        learn_reward=learn_reward,
         module=module,
         optimizer=optimizer,
         # Jitted so that an eager call compiles one program instead of dozens of small ops.
@@ -261,6 +369,7 @@ def make_world_model(
         predict_delta=jax.jit(functools.partial(predict_delta, spec)),
         predict_next=jax.jit(functools.partial(predict_next, spec)),
         grow=functools.partial(grow, max_width),
+        **heads,
     )
 
 
@@ -286,24 +395,40 @@ def jitted_train_epoch(
     return jax.jit(chex.assert_max_traces(train_epoch, n=max_traces))
 
 
-def num_params(obs_dim: int, act_dim: int, hidden_dim: int, num_layers: int) -> int:
-    """Returns the parameter count of a dense model of width `hidden_dim` (weights + biases)."""
-    in_dim = obs_dim + act_dim
+def head_sizes(num_goals: int, learn_reward: bool) -> tuple[int, int]:
+    """Returns ``(extra_in, extra_out)``: what reward heads add to the network's input and output.
+
+    With heads the input gains the goal one-hot (``num_goals``) and the output the reward and
+    the termination logit (2); without, both are 0.
+    """
+    return (num_goals, HEAD_OUTPUTS) if learn_reward else (0, 0)
+
+
+def num_params(obs_dim: int, act_dim: int, hidden_dim: int, num_layers: int, extra_in: int = 0,
+               extra_out: int = 0) -> int:
+    """Returns the parameter count of a dense model of width `hidden_dim` (weights + biases).
+
+    ``extra_in`` / ``extra_out`` are the sizes reward heads add (:func:`head_sizes`).
+    """
+    in_dim = obs_dim + act_dim + extra_in
+    out_dim = obs_dim + extra_out
     count = in_dim * hidden_dim + hidden_dim
     if num_layers == 2:
         count += hidden_dim * hidden_dim + hidden_dim
-    return count + hidden_dim * obs_dim + obs_dim
+    return count + hidden_dim * out_dim + out_dim
 
 
-def flops_per_sample(obs_dim: int, act_dim: int, hidden_dim: int, num_layers: int) -> int:
+def flops_per_sample(obs_dim: int, act_dim: int, hidden_dim: int, num_layers: int, extra_in: int = 0,
+                     extra_out: int = 0) -> int:
     """Returns the matmul FLOPs of one training sample (forward + backward) at this width.
 
     Forward costs 2 FLOPs per multiply-add; backward costs the same again for weight gradients
     and again for input gradients of every layer but the first (no gradient w.r.t. the data).
     Call it with ``hidden_dim`` for useful FLOPs and with the bucket's ``max_width`` for the
-    FLOPs actually executed.
+    FLOPs actually executed. ``extra_in`` / ``extra_out`` are the sizes reward heads add
+    (:func:`head_sizes`).
     """
-    in_dim = obs_dim + act_dim
+    in_dim = obs_dim + act_dim + extra_in
     first = in_dim * hidden_dim
-    rest = hidden_dim * obs_dim + (hidden_dim * hidden_dim if num_layers == 2 else 0)
+    rest = hidden_dim * (obs_dim + extra_out) + (hidden_dim * hidden_dim if num_layers == 2 else 0)
     return 2 * (first + rest) * 2 + 2 * rest

@@ -4,9 +4,9 @@ Pure core: every function here is jittable and does no I/O.
 
 Layout
   Params are ``{"params": {"hidden_0": ..., ["hidden_1": ...], "out": ...}}`` at a bucket's
-  ``max_width`` W. Kernels are ``hidden_0: [in, W]``, ``hidden_1: [W, W]`` and ``out: [obs_dim,
-  W]`` (stored transposed, see :class:`OutputDense`); the biases of the hidden layers are
-  ``[W]``, that of ``out`` is ``[obs_dim]``. :data:`LAYOUT` names the axes that index hidden
+  ``max_width`` W. Kernels are ``hidden_0: [in, W]``, ``hidden_1: [W, W]`` and ``out: [out, W]``
+  (stored transposed, see :class:`OutputDense`); the biases of the hidden layers are ``[W]``,
+  that of ``out`` is ``[out]``. :data:`LAYOUT` names the axes that index hidden
   units; :func:`param_mask` (the weights of the active network) and :func:`dense_params` (those
   weights cut down to a dense network) both read it.
 
@@ -15,6 +15,13 @@ Initial weights
   by the *effective* fan-in, so the active block of a masked width-h model equals a dense width-h
   model initialised with the same key, whatever the bucket (widths and input sizes must stay
   below 2**14). Outgoing weights of masked units start at zero.
+
+Inputs and outputs
+  Without heads the input is ``[obs, action]`` (``in = obs_dim + act_dim``) and the output the
+  normalised Δobs (``out = obs_dim``). With reward and termination heads the input also holds
+  the goal's one-hot ``[num_goals]`` and the output gains two entries (:data:`HEAD_OUTPUTS`):
+  the normalised reward and the termination logit, in that order after Δobs. The heads share
+  the hidden layers, so every rule above holds for them unchanged.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import jax.numpy as jnp
 
 PyTree = Any
 MAX_INIT_DIM = 16384  # layer (4 bits), row and col (14 bits each) share one uint32 counter
+HEAD_OUTPUTS = 2  # the reward and the termination logit, after Δobs
 
 
 class LayerLayout(NamedTuple):
@@ -95,15 +103,25 @@ class MaskedMLP(nn.Module):
 
 
 def apply_one(
-    module: MaskedMLP, params: PyTree, normalizer: Any, mask: jax.Array, obs: jax.Array, action: jax.Array
+    module: MaskedMLP,
+    params: PyTree,
+    normalizer: Any,
+    mask: jax.Array,
+    obs: jax.Array,
+    action: jax.Array,
+    goal: jax.Array | None = None,
 ) -> jax.Array:
-    """Returns the normalised Δobs ``[d]`` for one sample ``obs[d], action[a]``.
+    """Returns the network's output ``[out]`` for one sample ``obs[d], action[a]``.
 
-    `normalizer` is a :class:`~augnes_jax.world_model_normalizer.Normalizer`.
+    Without heads the output is the normalised Δobs ``[d]``; with heads, `goal` is the goal's
+    one-hot ``[num_goals]`` (appended to the input as it is) and the output is ``[d + 2]``: the
+    normalised Δobs, the normalised reward and the termination logit. `normalizer` is a
+    :class:`~augnes_jax.world_model_normalizer.Normalizer`.
     """
     obs_n = (obs - normalizer.obs_mean) / normalizer.obs_std
     act_n = (action - normalizer.act_mean) / normalizer.act_std
-    return module.apply(params, jnp.concatenate([obs_n, act_n], axis=-1), mask)
+    parts = [obs_n, act_n] if goal is None else [obs_n, act_n, goal.astype(obs_n.dtype)]
+    return module.apply(params, jnp.concatenate(parts, axis=-1), mask)
 
 
 def _layout(name: str) -> LayerLayout:

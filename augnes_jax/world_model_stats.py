@@ -10,6 +10,13 @@ File shape (written atomically; non-finite numbers become ``null``)::
                      "k_step_mse": {"1": 0.002, "5": 0.03}, "samples_seen": 76800,
                      "nonfinite_updates": 0, "passed": false, "diverged": false}]}}}
 
+A model with reward and termination heads adds, per epoch entry, ``reward_mse`` (original
+units), ``per_goal_reward_mse`` (``{"0": ..., ...}``), ``termination_bce`` and
+``termination_accuracy``; an entry of a model without heads has none of these keys, so its file
+is what it always was. TensorBoard gets ``world_model/reward_mse``,
+``world_model/termination_bce`` and ``world_model/termination_accuracy`` beside
+``world_model/val_mse``.
+
 ``passed`` means ``val_mse < epsilon``. ``diverged`` (written by the sweep) flags an epoch at or
 after which the variant's training went non-finite. Recording an epoch that is already present
 replaces it, and :meth:`WorldModelStats.truncate` drops the epochs a resumed run redoes, so
@@ -40,6 +47,8 @@ _METRIC_KEYS = (
     "nonfinite_updates",
     "passed",
 )
+HEAD_SCALAR_KEYS = ("reward_mse", "termination_bce", "termination_accuracy")
+HEAD_KEYS = (*HEAD_SCALAR_KEYS, "per_goal_reward_mse")
 
 
 def _is_scalar(value: Any) -> bool:
@@ -80,6 +89,21 @@ def _k_dict(values: Any) -> dict[str, float | None]:
     return {str(k): _float(v) for k, v in items}
 
 
+def head_metrics(one_step: Mapping[str, Any], goal_ids: Sequence[int]) -> dict[str, Any]:
+    """Returns one variant's reward and termination head errors, keyed as WorldModelStats.record takes them.
+
+    `one_step` is the variant's slice of
+    :func:`~augnes_jax.world_model_eval.one_step_errors`' result; ``per_goal_reward_mse`` becomes
+    ``{str(goal): value}`` over `goal_ids`. A model without heads gives ``{}``.
+    """
+    out: dict[str, Any] = {key: one_step[key] for key in HEAD_SCALAR_KEYS if key in one_step}
+    per_goal = one_step.get("per_goal_reward_mse")
+    if per_goal is not None:
+        values = np.asarray(per_goal)
+        out["per_goal_reward_mse"] = {str(int(g)): values[int(g)] for g in goal_ids}
+    return out
+
+
 class WorldModelStats:
     """Accumulates per-variant, per-epoch world-model error records."""
 
@@ -103,7 +127,8 @@ class WorldModelStats:
           metrics: ``train_loss``, ``val_mse``, ``per_dim_mse`` ``[d]``, ``per_goal_mse``
             (``[G]`` or a dict), ``k_step_mse`` (``{k: mse}``), ``samples_seen``,
             ``nonfinite_updates``. Missing keys are recorded as null / empty; other scalar
-            entries (e.g. ``diverged``) are kept as they are.
+            entries (e.g. ``diverged``) are kept as they are. The head errors of
+            :data:`HEAD_KEYS` are recorded only when present.
           meta: ``hidden_dim``, ``buffer_size``, ``seed``, ``num_params`` (updated when given:
             a variant that grows records its new width).
         """
@@ -125,9 +150,14 @@ class WorldModelStats:
             "nonfinite_updates": _int(metrics.get("nonfinite_updates", 0)),
             "passed": bool(val is not None and val < self.epsilon),
         }
+        for key in HEAD_SCALAR_KEYS:
+            if key in metrics:
+                entry[key] = _float(metrics[key])
+        if "per_goal_reward_mse" in metrics:
+            entry["per_goal_reward_mse"] = _goal_dict(metrics["per_goal_reward_mse"])
         # Extra scalar flags a caller adds (e.g. "diverged") are kept; arrays are not.
         for key, value in metrics.items():
-            if key not in entry and key not in _METRIC_KEYS and _is_scalar(value):
+            if key not in entry and key not in _METRIC_KEYS and key not in HEAD_KEYS and _is_scalar(value):
                 entry[key] = files.to_jsonable(value)
         epochs = [e for e in variant["epochs"] if e["epoch"] != entry["epoch"]]
         epochs.append(entry)
@@ -252,6 +282,7 @@ class WorldModelStats:
             ("world_model/train_loss", metrics.get("train_loss")),
             ("world_model/val_mse", metrics.get("val_mse")),
         ]
+        pairs += [(f"world_model/{key}", metrics[key]) for key in HEAD_SCALAR_KEYS if key in metrics]
         per_dim = metrics.get("per_dim_mse")
         if per_dim is not None:
             dims: Iterable[Any] = per_dim if isinstance(per_dim, list) else np.asarray(per_dim)

@@ -7,6 +7,12 @@ I/O. The functions take a static :class:`TrainSpec` first;
 The optimizer's updates are masked with :func:`~augnes_jax.world_model_net.param_mask`, so
 masked weights never move (weight decay included) and a masked width-h model trains like a
 dense width-h one.
+
+With reward and termination heads (``TrainSpec.learn_reward``) the loss is the sum of three
+terms, each a mean over the batch: the normalised-Δobs MSE (also averaged over the observation
+dimensions, as without heads), the normalised-reward MSE and the sigmoid binary cross-entropy
+of the termination logit against the stored ``terminated`` flag. The goal enters as a one-hot
+of the stored ``goal_id``.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import optax
 from flax import struct
 
 from augnes_jax import buffer as rb
-from augnes_jax.world_model_net import MaskedMLP, apply_one, param_mask
+from augnes_jax.world_model_net import HEAD_OUTPUTS, MaskedMLP, apply_one, param_mask
 from augnes_jax.world_model_normalizer import Normalizer, batch_field, normalizer_from_buffer
 
 PyTree = Any
@@ -35,10 +41,11 @@ class WorldModelState:
     Attributes:
       params: flax params ``{"params": {"hidden_0": ..., ["hidden_1": ...], "out": ...}}`` at
         the bucket's ``max_width``; kernels are ``hidden_0: [in, max_width]``,
-        ``hidden_1: [max_width, max_width]`` and ``out: [obs_dim, max_width]`` (transposed,
+        ``hidden_1: [max_width, max_width]`` and ``out: [out, max_width]`` (transposed,
         see :class:`~augnes_jax.world_model_net.OutputDense`).
       opt_state: optax state of the model's optimizer.
-      normalizer: :class:`~augnes_jax.world_model_normalizer.Normalizer`.
+      normalizer: :class:`~augnes_jax.world_model_normalizer.Normalizer` (a
+        :class:`~augnes_jax.world_model_normalizer.HeadNormalizer` for a model with heads).
       mask: ``float32[max_width]``, 1 on the first ``hidden_dim`` units.
       hidden_dim: int32 scalar, the effective width.
       step: int32 scalar, optimizer updates applied.
@@ -68,6 +75,8 @@ class TrainSpec:
       obs_dim, act_dim: observation and action feature sizes.
       grad_clip: global-norm gradient clip.
       batch_size: minibatch size sampled by :func:`train_epoch`.
+      num_goals: number of goals G (the one-hot's size when `learn_reward`).
+      learn_reward: whether the model has reward and termination heads.
     """
 
     module: MaskedMLP
@@ -76,10 +85,53 @@ class TrainSpec:
     act_dim: int
     grad_clip: float
     batch_size: int
+    num_goals: int = 0
+    learn_reward: bool = False
+
+    @property
+    def in_dim(self) -> int:
+        """Returns the network's input size: obs, action features and (with heads) the goal one-hot."""
+        return self.obs_dim + self.act_dim + (self.num_goals if self.learn_reward else 0)
+
+    @property
+    def out_dim(self) -> int:
+        """Returns the network's output size: Δobs and (with heads) the reward and termination logit."""
+        return self.obs_dim + (HEAD_OUTPUTS if self.learn_reward else 0)
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """Returns the transition fields that training reads."""
+        base = ("obs", "action", "next_obs")
+        return (*base, "goal_id", "reward", "terminated") if self.learn_reward else base
+
+
+def goal_one_hot(spec: TrainSpec, goal_id: jax.Array) -> jax.Array:
+    """Returns the float32 one-hot ``[..., num_goals]`` of integer goal ids ``[...]``."""
+    return jax.nn.one_hot(jnp.asarray(goal_id, jnp.int32), spec.num_goals, dtype=jnp.float32)
+
+
+def head_loss(spec: TrainSpec, pred: jax.Array, target: jax.Array, normalizer: Normalizer, batch: Any) -> jax.Array:
+    """Returns the loss of a model with heads: Δobs MSE + reward MSE + termination BCE (batch means).
+
+    ``pred: [B, d + 2]`` is the network's output, ``target: [B, d]`` the normalised Δobs.
+    """
+    d = spec.obs_dim
+    reward = batch_field(batch, "reward").astype(jnp.float32)
+    terminated = batch_field(batch, "terminated").astype(jnp.float32)
+    chex.assert_shape([reward, terminated], (pred.shape[0],))
+    reward_n = (reward - normalizer.reward_mean) / normalizer.reward_std
+    delta_mse = jnp.mean(jnp.square(pred[:, :d] - target))
+    reward_mse = jnp.mean(jnp.square(pred[:, d] - reward_n))
+    bce = jnp.mean(optax.sigmoid_binary_cross_entropy(pred[:, d + 1], terminated))
+    return delta_mse + reward_mse + bce
 
 
 def loss(spec: TrainSpec, params: PyTree, normalizer: Normalizer, mask: jax.Array, batch: Any) -> jax.Array:
-    """Returns the mean squared error of the normalised Δobs over a batch ``[B]``."""
+    """Returns the mean squared error of the normalised Δobs over a batch ``[B]``.
+
+    With heads (``spec.learn_reward``) it returns :func:`head_loss`; the batch then also needs
+    ``goal_id``, ``reward`` and ``terminated`` ``[B]``.
+    """
     obs = batch_field(batch, "obs").astype(jnp.float32)
     action = batch_field(batch, "action").astype(jnp.float32)
     next_obs = batch_field(batch, "next_obs").astype(jnp.float32)
@@ -87,6 +139,12 @@ def loss(spec: TrainSpec, params: PyTree, normalizer: Normalizer, mask: jax.Arra
     chex.assert_shape(action, (None, spec.act_dim))
     n = normalizer
     target = (next_obs - obs - n.delta_mean[None, :]) / n.delta_std[None, :]
+    if spec.learn_reward:
+        goal = goal_one_hot(spec, batch_field(batch, "goal_id"))
+        pred = jax.vmap(functools.partial(apply_one, spec.module), in_axes=(None, None, None, 0, 0, 0))(
+            params, normalizer, mask, obs, action, goal
+        )
+        return head_loss(spec, pred, target, normalizer, batch)
     pred = jax.vmap(functools.partial(apply_one, spec.module), in_axes=(None, None, None, 0, 0))(
         params, normalizer, mask, obs, action
     )
@@ -143,7 +201,7 @@ def train_epoch(
     state = state.replace(normalizer=normalizer_from_buffer(buffer_state, state.normalizer))
     enabled = rb.can_sample(buffer_state, 1)
     data = buffer_state.data
-    fields = {name: batch_field(data, name) for name in ("obs", "action", "next_obs")}
+    fields = {name: batch_field(data, name) for name in spec.fields}
 
     # Every minibatch index of the epoch in one draw: one random-bits kernel instead of one per
     # step inside the loop (on a CPU that loop costs as much as a small matmul).
