@@ -61,6 +61,9 @@ class WorldModelConfig:
     val_size: int = 2000
     k_steps: tuple[int, ...] = (1, 5, 10)
     epsilon: float = 1e-3  # val MSE below this counts as "passed"
+    # auto: learned reward and termination heads where the env does not state them as functions
+    # of observations; learned: always learn them and plan with them (hide the env's own)
+    reward: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -386,6 +389,7 @@ def _check_world_model(cfg: Config) -> None:
     if max(w.k_steps) > cfg.env.episode_length:
         raise ConfigError("world_model.k_steps", f"{max(w.k_steps)} exceeds env.episode_length {cfg.env.episode_length}")
     _positive("world_model.epsilon", w.epsilon)
+    _choice("world_model.reward", w.reward, ("auto", "learned"))
 
 
 def _check_planner(cfg: Config) -> None:

@@ -88,7 +88,7 @@ def sampled_slice(env: Any, params: Any, n: int, episodes: int = 256, seed: int 
 
     Random-policy episodes over every goal are binned on an ``n x n`` grid over observation
     dimensions 0 and 1 (their observed range); each cell holds the first transition that falls in
-    it, and cells no transition reached hold NaN. ``env`` has the full interface
+    it (its goal in ``info["goal_id"]``), and cells no transition reached hold NaN. ``env`` has the full interface
     (:func:`augnes_jax.envs.adapt`).
     """
     import jax
@@ -113,19 +113,33 @@ def sampled_slice(env: Any, params: Any, n: int, episodes: int = 256, seed: int 
     out_obs = np.zeros((n * n, d), np.float32)
     out_act = np.zeros((n * n, feats.shape[1]), np.float32)
     delta = np.full((n * n, d), np.nan)
+    out_goal = np.zeros(n * n, np.int32)
     out_obs[cells], out_act[cells], delta[cells] = obs[first], feats[first], nxt[first] - obs[first]
+    out_goal[cells] = np.asarray(tr.goal_id).reshape(-1)[valid][first]
     centres = [0.5 * (e[:-1] + e[1:]) for e in edges]
-    info = {"x": f"obs[{ix}]", "y": f"obs[{iy}]", "grid_x": centres[0], "grid_y": centres[1], "dims": [ix, iy]}
+    info = {"x": f"obs[{ix}]", "y": f"obs[{iy}]", "grid_x": centres[0], "grid_y": centres[1], "dims": [ix, iy],
+            "goal_id": out_goal}
     return out_obs, out_act, delta, info
 
 
-def predict_delta(model: Any, obs: np.ndarray, action: np.ndarray) -> np.ndarray:
-    """Returns the model's predicted Δs ``[N, D]`` for a batch (vmapped if it predicts one row)."""
-    pred = np.asarray(model.predict_delta(obs, action), np.float64)
+def predict_delta(model: Any, obs: np.ndarray, action: np.ndarray, goal_id: Any = None) -> np.ndarray:
+    """Returns the model's predicted Δs ``[N, D]`` for a batch (vmapped if it predicts one row).
+
+    A model with reward heads (``model.learn_reward``) is conditioned on ``goal_id`` (goal 0
+    when None).
+    """
+    if getattr(model, "learn_reward", False):
+        goals = np.zeros(len(obs), np.int32) if goal_id is None else np.asarray(goal_id, np.int32)
+        predict = lambda o, a, g: model.predict_delta(o, a, g)  # noqa: E731
+        args = (obs, action, goals)
+    else:
+        predict = lambda o, a: model.predict_delta(o, a)  # noqa: E731
+        args = (obs, action)
+    pred = np.asarray(predict(*args), np.float64)
     if pred.shape[0] != obs.shape[0]:
         import jax
 
-        pred = np.asarray(jax.vmap(model.predict_delta)(obs, action), np.float64)
+        pred = np.asarray(jax.vmap(predict)(*args), np.float64)
     return pred
 
 
@@ -179,7 +193,7 @@ def plot_transition(
                 obs, action, true_delta, info = slicer(env.default_params(), n)
             obs, action = np.asarray(obs), np.asarray(action)
             true_delta = np.asarray(true_delta, np.float64)
-            pred = predict_delta(model, obs, action)
+            pred = predict_delta(model, obs, action, (info or {}).get("goal_id"))
             pred[np.isnan(true_delta).any(axis=1)] = np.nan  # a cell no transition reached shows nothing
         except Exception as e:  # a missing or unreadable checkpoint must not cost the other plots
             log.warning("transition_pattern.png skipped: cannot load %s (%s: %s)", ev.name, type(e).__name__, e)

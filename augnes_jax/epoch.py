@@ -27,7 +27,14 @@ import numpy as np
 
 from augnes_jax import buffer as rb
 from augnes_jax.envs.base import Environment
-from augnes_jax.planner import PlannerSettings, make_mpc_policy, observation_model, simulator_model
+from augnes_jax.planner import (
+    Model,
+    PlannerSettings,
+    learned_model,
+    make_mpc_policy,
+    observation_model,
+    simulator_model,
+)
 from augnes_jax.rollout import flatten, random_policy, rollout
 from augnes_jax.world_model import WorldModel, jitted_train_epoch
 from augnes_jax.world_model_eval import k_step_errors, one_step_errors
@@ -44,6 +51,10 @@ class EpochSettings:
     collect_planner: PlannerSettings
     exploration_noise: float
     k_steps: tuple[int, ...]
+    # where planning on a model gets the reward and termination (see :func:`reward_sources`)
+    learn_reward: bool = False
+    env_reward: bool = True
+    env_termination: bool = True
 
     @property
     def collect_envs(self) -> int:
@@ -140,12 +151,37 @@ def model_dynamics(env: Environment, wm: WorldModel):
     return dynamics
 
 
+def reward_sources(mode: str, env: Environment) -> dict[str, bool]:
+    """Returns where planning on a model gets the reward and termination, as EpochSettings fields.
+
+    ``mode`` is ``world_model.reward``: ``auto`` learns reward and termination heads only where
+    the env does not state them as functions of observations (``known_reward`` /
+    ``known_termination``) and plans with the env's own where it does; ``learned`` learns the
+    heads and plans with them alone.
+    """
+    if mode == "learned":
+        return {"learn_reward": True, "env_reward": False, "env_termination": False}
+    known_r, known_t = bool(env.known_reward), bool(env.known_termination)
+    return {"learn_reward": not (known_r and known_t), "env_reward": known_r, "env_termination": known_t}
+
+
+def planning_model(env: Environment, env_params: Any, wm: WorldModel, s: EpochSettings) -> Model:
+    """Returns the model the agents plan with: the world model's Δs with the reward sources of ``s``."""
+    if not s.learn_reward:
+        return observation_model(env, env_params, model_dynamics(env, wm))
+
+    def predict(wm_state, obs, action, goal_id):
+        return wm.predict_step(wm_state, obs, env.action_features(action), goal_id)
+
+    return learned_model(env, env_params, predict, env_reward=s.env_reward, env_termination=s.env_termination)
+
+
 def make_bucket_fns(
     env: Environment, env_params: Any, wm: WorldModel, goal_ids: np.ndarray, num_goals: int,
     s: EpochSettings,
 ) -> BucketFns:
     """Returns the jitted epoch functions of one bucket; every argument is vmapped over ``[V]``."""
-    model = observation_model(env, env_params, model_dynamics(env, wm))
+    model = planning_model(env, env_params, wm, s)
     explore = make_mpc_policy(env, model, s.collect_planner, s.exploration_noise)
     greedy = make_mpc_policy(env, model, s.planner)
     rand = random_policy(env)

@@ -65,10 +65,12 @@ class Model(NamedTuple):
     Attributes:
       step: ``(params, carry, action, goal_id, key) -> (carry, reward, done)``.
       value: ``(params, carry, goal_id) -> value`` added at the horizon to running sequences.
+      stochastic: whether ``step`` uses its key; otherwise it is given None and no key is drawn.
     """
 
     step: Callable[..., tuple[Any, jax.Array, jax.Array]]
     value: Callable[..., jax.Array]
+    stochastic: bool = False
 
 
 def simulator_model(env: Environment) -> Model:
@@ -86,7 +88,7 @@ def simulator_model(env: Environment) -> Model:
     def value(env_params, carry, goal_id):
         return env.planning_heuristic(carry[0], goal_id, env_params)
 
-    return Model(step, value)
+    return Model(step, value, stochastic=True)
 
 
 def true_dynamics(env: Environment) -> Dynamics:
@@ -119,23 +121,23 @@ def observation_model(env: Environment, env_params: Any, dynamics: Dynamics) -> 
     return Model(step, value)
 
 
-def learned_model(env: Environment, env_params: Any, predict: StepPredictor) -> Model:
-    """Returns a model whose reward and termination come from ``predict`` where the env lacks them.
+def learned_model(
+    env: Environment, env_params: Any, predict: StepPredictor, *, env_reward: bool, env_termination: bool,
+) -> Model:
+    """Returns a model that predicts the next observation, the reward and the termination.
 
     ``predict(params, obs, action, goal_id) -> (next_obs, reward, termination probability)``.
-    The env's own ``reward_from_obs`` / ``terminal_from_obs`` are used where it has them
-    (``env.known_reward`` / ``env.known_termination``); a predicted probability above one half
+    With ``env_reward`` / ``env_termination`` the env's own ``reward_from_obs`` /
+    ``terminal_from_obs`` replace the predicted ones. A predicted probability above one half
     ends the imagined episode.
     """
-    known_reward = bool(getattr(env, "known_reward", False))
-    known_termination = bool(getattr(env, "known_termination", False))
 
     def step(params, obs, action, goal_id, key):
         del key
         nxt, reward, p_term = predict(params, obs, action, goal_id)
-        if known_reward:
+        if env_reward:
             reward = env.reward_from_obs(obs, action, nxt, goal_id, env_params)
-        term = env.terminal_from_obs(nxt, goal_id, env_params) if known_termination else p_term > 0.5
+        term = env.terminal_from_obs(nxt, goal_id, env_params) if env_termination else p_term > 0.5
         return nxt, reward, term
 
     def value(params, obs, goal_id):
@@ -151,9 +153,12 @@ def sequence_returns(
     """Returns the imagined returns ``[S]`` of action sequences ``actions[S, H, ...]`` from ``start``.
 
     Rewards stop after an imagined end of the episode; sequences still running at the horizon
-    add the model's ``value``. Every sequence sees the same step keys (common random numbers).
+    add the model's ``value``. Every sequence sees the same step keys (common random numbers);
+    ``key`` is used only by a stochastic model (it may be None otherwise).
     """
-    step_keys = jax.vmap(lambda t: jax.random.fold_in(key, t))(jnp.arange(actions.shape[1]))
+    step_keys = None
+    if model.stochastic:
+        step_keys = jax.vmap(lambda t: jax.random.fold_in(key, t))(jnp.arange(actions.shape[1]))
 
     def one(seq):
         def body(carry, xs):
@@ -180,7 +185,7 @@ def plan(
     """
     # Imagined steps draw their keys from a stream that no CEM iteration uses.
     iterations = 1 if settings.method == "random_shooting" else settings.iterations
-    k_sim = jax.random.fold_in(key, iterations)
+    k_sim = jax.random.fold_in(key, iterations) if model.stochastic else None
 
     def returns(seqs):
         return sequence_returns(model, params, start, goal_id, seqs, k_sim)

@@ -156,7 +156,7 @@ class Sweep:
         self.num_goals = self.env.num_goals
         self.obs_dim = self.env.obs_dim
         self.act_dim = self.env.action_feature_dim
-        self.settings = epoch_settings(cfg)
+        self.settings = epoch_settings(cfg, self.env)
         buckets = sweep_buckets(cfg)
         self.flop_fraction = useful_flop_fraction(buckets, self.obs_dim, self.act_dim, cfg.world_model.num_layers)
         self.hp_domains = hparam_domains(all_variants(buckets), cfg.variants.capacity_mode)

@@ -21,6 +21,7 @@ from augnes_jax.epoch import (
     init_bucket_buffers,
     init_bucket_states,
     make_bucket_fns,
+    reward_sources,
 )
 from augnes_jax.planner import PlannerSettings
 from augnes_jax.sampling import INIT, variant_keys
@@ -59,8 +60,8 @@ def check_writable(run_dir: Path) -> None:
         raise SweepError(f"cannot write to run directory {run_dir}: {e.strerror or e}") from None
 
 
-def epoch_settings(cfg: Config) -> EpochSettings:
-    """Returns the static sizes of one epoch under ``cfg``."""
+def epoch_settings(cfg: Config, env: Any) -> EpochSettings:
+    """Returns the static sizes of one epoch under ``cfg``, and where planning gets the reward."""
     planner = PlannerSettings.from_config(cfg.planner)
     pc = cfg.planner
     return EpochSettings(
@@ -73,6 +74,7 @@ def epoch_settings(cfg: Config) -> EpochSettings:
                                             iterations=pc.collect_iterations),
         exploration_noise=cfg.planner.exploration_noise,
         k_steps=tuple(sorted(cfg.world_model.k_steps)),
+        **reward_sources(cfg.world_model.reward, env),
     )
 
 
@@ -117,7 +119,8 @@ def build_bucket_run(b: Bucket, cfg: Config, env: Any, env_params: Any, goal_ids
     wmc = cfg.world_model
     obs_dim, act_dim = env.obs_dim, env.action_feature_dim
     wm = make_world_model(obs_dim, act_dim, b.max_width, wmc.num_layers, wmc.learning_rate,
-                          wmc.weight_decay, wmc.grad_clip, wmc.batch_size)
+                          wmc.weight_decay, wmc.grad_clip, wmc.batch_size,
+                          num_goals=env.num_goals, learn_reward=settings.learn_reward)
     fns = make_bucket_fns(env, env_params, wm, goal_ids, env.num_goals, settings)
     size = placement.padded(len(b.variants))
     seeds = pad_rows(np.asarray([v.seed for v in b.variants], np.int64), size)

@@ -86,6 +86,12 @@ def _finish(tmp: Path, started, timeout: float) -> dict[str, dict]:
     return results
 
 
+# The module's shared fixture runs three sweeps at once (one here, a 4-device subprocess and two
+# processes of 2 devices), about 2 minutes on 2 idle cores; its setup counts against the first
+# test, so a loaded machine needs more than the suite's default 300 s.
+pytestmark = pytest.mark.timeout(900)
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """The same sweep on 1 device (here), 4 devices (subprocess) and 2 processes x 2 devices."""
