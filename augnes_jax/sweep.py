@@ -80,8 +80,10 @@ from augnes_jax.sampling import (  # noqa: F401 - goal_probabilities: public her
     COLLECT,
     TRAIN,
     VAL,
+    diagnosis_goal_probabilities,
     eval_episodes,
     goal_probabilities,
+    goal_verdicts,
     ledger_goal_probabilities,
     purpose_key,
     variant_keys,
@@ -174,7 +176,7 @@ class Sweep:
         self.config_changed = bool(changed)
         self.runs = [build_bucket_run(b, cfg, self.env, self.env_params, self.goal_ids, self.settings, self.placement)
                      for b in buckets]
-        self.reference = make_reference_fn(self.env, self.env_params, self.settings)
+        self.reference = make_reference_fn(self.env, self.env_params, self.settings, with_planner=True)
         self.val = make_validation_set(
             self.env, self.env_params, purpose_key(cfg.seed, VAL), self.goal_ids, cfg.world_model.val_size,
             cfg.env.episode_length, max(self.settings.k_steps))
@@ -225,6 +227,10 @@ class Sweep:
         ``variant.index`` and never look past ``len(bucket.variants)``. With ``timings`` (for
         benchmarks) every phase is waited for and its seconds are added under its name
         (``collect``, ``train``, ``evaluate``, ``control``, ``reference``).
+
+        The control call of every bucket is timed (:meth:`_timed_control`), and where the optimum
+        is exact the evaluation planner also runs on the true dynamics over the same episodes
+        (``EpochOutputs.planner``: the planner's own gap).
         """
         cfg = self.cfg
 
@@ -238,7 +244,7 @@ class Sweep:
 
         use_random = epoch < cfg.planner.random_collect_epochs
         keys_eval, goals_eval = eval_episodes(cfg.seed, epoch, self.goal_ids, cfg.planner.episodes_per_goal)
-        buckets = []
+        buckets, control_ms = [], []
         for r in self.runs:
             probs = r.pad(np.stack([self._goal_probs(v) for v in r.bucket.variants]).astype(np.float32))
             keys_c, keys_t, probs_d = self.shard((variant_keys(cfg.seed, r.seeds, COLLECT, epoch),
@@ -247,13 +253,36 @@ class Sweep:
                                       use_random=use_random)
             r.states, train_metrics = phase("train", r.fns.train, r.states, r.buffers, keys_t)
             one_step, k_step = phase("evaluate", r.fns.evaluate, r.states, self.val)
-            returns = phase("control", r.fns.control, r.states, jax.random.clone(keys_eval), goals_eval)
+            returns, ms = phase("control", self._timed_control, r, keys_eval, goals_eval)
+            control_ms.append(ms)
             buckets.append(BucketOutputs(counts, train_metrics, one_step, k_step, returns, probs))
-        optimal, baseline = phase("reference", self.reference, jax.random.clone(keys_eval), goals_eval)
-        return host_copy(EpochOutputs(buckets, optimal, baseline, goals_eval))
+        ref = phase("reference", self.reference, jax.random.clone(keys_eval), goals_eval)
+        return host_copy(EpochOutputs(buckets, ref.optimal, ref.baseline, goals_eval, planner=ref.planner,
+                                      control_ms=control_ms))
+
+    def _timed_control(self, r: BucketRun, keys_eval: jax.Array, goals_eval: jax.Array) -> tuple[Any, float | None]:
+        """Returns ``(returns, ms)``: the bucket's control call and its latency per control step of one variant.
+
+        ``ms`` is the call's wall time, waited for until its returns are ready, times 1000, divided
+        by ``episode_length`` (the control steps every episode takes; episodes that end early are
+        frozen, not shortened) and by the variant rows each device computes (the bucket's padded
+        variant axis over the device count): the milliseconds one control step of one variant
+        takes, its evaluation episodes planned as one batch. A call that compiled (the first of
+        the bucket, or after its shapes changed) is not timed: ``ms`` is None.
+        """
+        before = r.fns.control._cache_size()
+        t0 = time.perf_counter()
+        returns = jax.block_until_ready(r.fns.control(r.states, jax.random.clone(keys_eval), goals_eval))
+        seconds = time.perf_counter() - t0
+        if r.fns.control._cache_size() != before:
+            return returns, None
+        rows = max(1, r.padded_size // self.num_devices)
+        return returns, 1000.0 * seconds / (self.cfg.env.episode_length * rows)
 
     def _goal_probs(self, v: Variant) -> np.ndarray:
         rc = self.cfg.regret
+        if rc.goal_sampling == "diagnosis":
+            return diagnosis_goal_probabilities(self.host.verdicts, self.goal_ids)
         return ledger_goal_probabilities(self.host.ledger.get(v.name), self.goal_ids, rc.goal_sampling,
                                          rc.priority_temperature, rc.min_goal_share)
 
@@ -300,6 +329,10 @@ class Sweep:
             decision = self.capacity.consult(epoch, host.growth)
             if decision is not None:
                 writer.write_decision(epoch, decision, self.capacity.controller)
+                if self.cfg.regret.goal_sampling == "diagnosis":
+                    # the next epoch's collection (epochs do not overlap in this mode, so it is
+                    # always the decision of the epoch before)
+                    self.host.verdicts = goal_verdicts(decision)
                 expand = wants_growth(decision, self.cfg, host.growth, epoch)
         if agree(expand):  # only where capacity can grow, where the epochs do not overlap
             self._grow(epoch, writer)
@@ -333,10 +366,11 @@ class Sweep:
                 checkpointer = SweepCheckpointer(self.run_dir / "checkpoints", keep_last=self.cfg.checkpoint.keep_last,
                                                  keep_best=self.cfg.checkpoint.keep_best)
             writer.open_writers(self.host.variants)
-            # epochs overlap their writes where growth cannot feed a decision back into the next
-            # epoch, and where no collective (orbax saves, the controller's broadcast) could cross
+            # epochs overlap their writes where neither growth nor the verdicts can feed a decision
+            # back into the next epoch, and where no collective (orbax saves, the controller's broadcast) could cross
             pipeline = WritePipeline(writer.executor, overlap=not self.synchronous_writes and jax.process_count() == 1
-                                     and self.cfg.variants.capacity_mode != "auto")
+                                     and self.cfg.variants.capacity_mode != "auto"
+                                     and self.cfg.regret.goal_sampling != "diagnosis")
             with reporting.progress(self.show_progress, self.cfg.epochs, self.start_epoch,
                                     lambda: self.host.variants, lambda: self.host.wm_stats) as advance:
                 for epoch in range(self.start_epoch, self.cfg.epochs):
