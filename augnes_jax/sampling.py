@@ -14,7 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["COLLECT", "DATA_LIMITED_WEIGHT", "EVAL", "INIT", "TRAIN", "VAL", "diagnosis_goal_probabilities",
+__all__ = ["COLLECT", "DATA_LIMITED_WEIGHT", "EVAL", "INIT", "TRAIN", "VAL", "collection_goal_probabilities",
+           "diagnosis_goal_probabilities",
            "eval_episodes", "goal_probabilities", "goal_verdicts", "ledger_goal_probabilities", "purpose_key",
            "variant_keys"]
 
@@ -96,3 +97,17 @@ def goal_verdicts(decision: Any) -> dict[int, str]:
     """Returns ``{goal: verdict}`` from a decision's per-goal diagnosis (empty without one)."""
     goals = (getattr(decision, "analysis", None) or {}).get("goals") or {}
     return {int(g): str(d["verdict"]) for g, d in goals.items() if isinstance(d, Mapping) and "verdict" in d}
+
+
+def collection_goal_probabilities(regret_cfg: Any, entry: tuple[np.ndarray, np.ndarray] | None,
+                                  verdicts: Mapping[int, str], goal_ids: np.ndarray) -> np.ndarray:
+    """Returns a variant's collection probabilities over ``goal_ids`` under ``regret.goal_sampling``.
+
+    ``diagnosis`` follows the latest verdicts (:func:`diagnosis_goal_probabilities`, the same for
+    every variant); ``uniform`` and ``regret`` follow the variant's ledger ``entry``
+    (:func:`ledger_goal_probabilities`).
+    """
+    rc = regret_cfg
+    if rc.goal_sampling == "diagnosis":
+        return diagnosis_goal_probabilities(verdicts, goal_ids)
+    return ledger_goal_probabilities(entry, goal_ids, rc.goal_sampling, rc.priority_temperature, rc.min_goal_share)

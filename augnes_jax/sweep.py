@@ -54,6 +54,7 @@ from augnes_jax.checkpoint import SweepCheckpointer
 from augnes_jax.checkpoint_meta import CheckpointWriteError
 from augnes_jax.cli import ArgumentParser, os_error_line, run_command
 from augnes_jax.config import Config, ConfigError, load_config, to_dict
+from augnes_jax.control_timing import timed_control
 from augnes_jax.distribution import (  # noqa: F401 - make_mesh, padded_size: public here too
     Placement,
     host_copy,
@@ -80,7 +81,7 @@ from augnes_jax.sampling import (  # noqa: F401 - goal_probabilities: public her
     COLLECT,
     TRAIN,
     VAL,
-    diagnosis_goal_probabilities,
+    collection_goal_probabilities,
     eval_episodes,
     goal_probabilities,
     goal_verdicts,
@@ -227,10 +228,6 @@ class Sweep:
         ``variant.index`` and never look past ``len(bucket.variants)``. With ``timings`` (for
         benchmarks) every phase is waited for and its seconds are added under its name
         (``collect``, ``train``, ``evaluate``, ``control``, ``reference``).
-
-        The control call of every bucket is timed (:meth:`_timed_control`), and where the optimum
-        is exact the evaluation planner also runs on the true dynamics over the same episodes
-        (``EpochOutputs.planner``: the planner's own gap).
         """
         cfg = self.cfg
 
@@ -253,38 +250,17 @@ class Sweep:
                                       use_random=use_random)
             r.states, train_metrics = phase("train", r.fns.train, r.states, r.buffers, keys_t)
             one_step, k_step = phase("evaluate", r.fns.evaluate, r.states, self.val)
-            returns, ms = phase("control", self._timed_control, r, keys_eval, goals_eval)
+            returns, ms = phase("control", timed_control, r.fns.control, (r.states, jax.random.clone(keys_eval), goals_eval),
+                                episode_length=cfg.env.episode_length, rows=r.padded_size // self.num_devices)
             control_ms.append(ms)
             buckets.append(BucketOutputs(counts, train_metrics, one_step, k_step, returns, probs))
         ref = phase("reference", self.reference, jax.random.clone(keys_eval), goals_eval)
         return host_copy(EpochOutputs(buckets, ref.optimal, ref.baseline, goals_eval, planner=ref.planner,
                                       control_ms=control_ms))
 
-    def _timed_control(self, r: BucketRun, keys_eval: jax.Array, goals_eval: jax.Array) -> tuple[Any, float | None]:
-        """Returns ``(returns, ms)``: the bucket's control call and its latency per control step of one variant.
-
-        ``ms`` is the call's wall time, waited for until its returns are ready, times 1000, divided
-        by ``episode_length`` (the control steps every episode takes; episodes that end early are
-        frozen, not shortened) and by the variant rows each device computes (the bucket's padded
-        variant axis over the device count): the milliseconds one control step of one variant
-        takes, its evaluation episodes planned as one batch. A call that compiled (the first of
-        the bucket, or after its shapes changed) is not timed: ``ms`` is None.
-        """
-        before = r.fns.control._cache_size()
-        t0 = time.perf_counter()
-        returns = jax.block_until_ready(r.fns.control(r.states, jax.random.clone(keys_eval), goals_eval))
-        seconds = time.perf_counter() - t0
-        if r.fns.control._cache_size() != before:
-            return returns, None
-        rows = max(1, r.padded_size // self.num_devices)
-        return returns, 1000.0 * seconds / (self.cfg.env.episode_length * rows)
-
     def _goal_probs(self, v: Variant) -> np.ndarray:
-        rc = self.cfg.regret
-        if rc.goal_sampling == "diagnosis":
-            return diagnosis_goal_probabilities(self.host.verdicts, self.goal_ids)
-        return ledger_goal_probabilities(self.host.ledger.get(v.name), self.goal_ids, rc.goal_sampling,
-                                         rc.priority_temperature, rc.min_goal_share)
+        return collection_goal_probabilities(self.cfg.regret, self.host.ledger.get(v.name), self.host.verdicts,
+                                             self.goal_ids)
 
     # -- judge -> write -> decide --------------------------------------------------------
     def _epoch(self, epoch: int, writer: SweepWriter, checkpointer: SweepCheckpointer | None,
@@ -329,9 +305,7 @@ class Sweep:
             decision = self.capacity.consult(epoch, host.growth)
             if decision is not None:
                 writer.write_decision(epoch, decision, self.capacity.controller)
-                if self.cfg.regret.goal_sampling == "diagnosis":
-                    # the next epoch's collection (epochs do not overlap in this mode, so it is
-                    # always the decision of the epoch before)
+                if self.cfg.regret.goal_sampling == "diagnosis":  # epochs never overlap then
                     self.host.verdicts = goal_verdicts(decision)
                 expand = wants_growth(decision, self.cfg, host.growth, epoch)
         if agree(expand):  # only where capacity can grow, where the epochs do not overlap
