@@ -88,6 +88,12 @@ def diagnosis_goal_probabilities(verdicts: Mapping[int, str], goal_ids: np.ndarr
     data does not help it; ``solved``, ``planner_limited``, ``inconclusive``, or no verdict yet)
     weighs 1. The probabilities are the weights over their sum, so before any verdict every goal
     gets the same share.
+
+    The sweep takes the verdicts from each epoch's decision (the controller's per-goal diagnosis
+    of the TensorBoard evidence, consulted every epoch: the config requires
+    ``meta.consult_every_epoch``), so epoch ``e + 1`` collects by the verdicts of epoch ``e``; in
+    this mode an epoch's writes never overlap the next epoch. The verdicts are not part of a
+    checkpoint: a resumed run collects uniformly until its first decision.
     """
     w = np.asarray([data_weight if verdicts.get(int(g)) == "data_limited" else 1.0 for g in goal_ids], np.float64)
     return w / w.sum()
