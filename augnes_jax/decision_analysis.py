@@ -85,14 +85,15 @@ def analyze(
     scaling = dict(curve) if curve is not None else {"trusted": False, "why": "no width ladder with two widths",
                                                      "advice": "explore one more width"}  # fmt: skip
     scaling["goals"] = per_goal
-    latency = latency_cost(curve, evidence, epsilon_per_cost=s.epsilon_per_cost)
     if s.cost == "latency_ms":
-        cost = latency
+        cost = latency_cost(curve, evidence, epsilon_per_cost=s.epsilon_per_cost)
     else:
         cost = summarize_cost(curve, measure=s.cost, flops_per_param=s.flops_per_param,
                               epsilon_per_cost=s.epsilon_per_cost)
         if cost is not None:
-            cost["latency_ms"] = None if latency is None else {k: latency[k] for k in ("recommended", "next", "why")}
+            # wall-clock figures enter decision.json only where they price the decision, so a
+            # params- or FLOPs-priced decision stays the same from run to run
+            cost["latency_ms"] = "measured per variant as cost/latency_ms; priced with meta.cost: latency_ms"
     aggregates = robust_aggregates(evidence, rec_b, rng=np.random.default_rng([seed, 15, 2]))
     return {
         "statistic": s.statistic,

@@ -111,10 +111,6 @@ def scaling_line(scaling: dict[str, Any], cost: dict[str, Any] | None) -> str:
             text += f", gain per unit {cost['gain_per_cost']:.3g}"
         if cost.get("next") is None and cost.get("why"):
             text += f" ({cost['why']})"
-        lat = cost.get("latency_ms")
-        if isinstance(lat, dict) and lat.get("recommended") is not None:
-            lat_next = "n/a" if lat.get("next") is None else f"{lat['next']:.3g}"
-            text += f"; planner latency {lat['recommended']:.3g} ms per control step, next {lat_next}"
     return text
 
 
