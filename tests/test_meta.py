@@ -509,13 +509,17 @@ def test_latency_cost_prices_the_next_step_in_measured_milliseconds(tmp_path):
     from augnes_jax.decision_analysis import AnalysisSettings
     from augnes_jax.evidence import LATENCY_TAG
 
-    run = build_run(tmp_path, 3, hidden_dims=(8, 16, 32), seeds=(0, 1), true_regret=_curve({8: 1.0, 16: 0.6, 32: 0.3}),
-                    seed_noise=0.01, cell_noise=0.02)  # fmt: skip
+    regret = {8: 1.0, 16: 0.6, 32: 0.3}
     ms = {8: 0.5, 16: 0.8, 32: 1.4}
-    for name in run.names:
-        h, s = int(name.split("-")[0][1:]), int(name.split("-s")[1])
-        # epoch 0 is never timed (the call compiles); the seeds differ a little
-        _write_scalars(tmp_path, name, {1: {LATENCY_TAG: ms[h] + 0.1 * s}, 2: {LATENCY_TAG: ms[h] + 0.1 * s + 0.02}})
+    rng = np.random.default_rng(3)
+    for h in regret:
+        for s in (0, 1):
+            # one event file per run, as the sweep writes it; epoch 0 is never timed (it compiles)
+            epochs = {e: {"regret/avg": regret[h] + 0.01 * s + rng.normal(0, 0.01), "model/num_params": mlp_num_params(h)}
+                      for e in range(3)}  # fmt: skip
+            epochs[1][LATENCY_TAG] = ms[h] + 0.1 * s
+            epochs[2][LATENCY_TAG] = ms[h] + 0.1 * s + 0.02
+            _write_scalars(tmp_path, variant_name(h, 1000, s), epochs)
     settings = AnalysisSettings(cost="latency_ms", epsilon_per_cost=0.0)
     d = _controller(tmp_path, analysis=settings).update()
     cost, scaling = d.analysis["cost"], d.analysis["scaling"]
