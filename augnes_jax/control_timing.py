@@ -24,12 +24,14 @@ def timed_control(control: Any, args: tuple, *, episode_length: int, rows: int) 
     device computes (the bucket's padded variant axis over the device count): the milliseconds
     one control step of one variant takes, its evaluation episodes planned as one batch. None
     where the call compiled (``control``, a ``jax.jit`` function, grew its cache), since that
-    time is the compiler's, not the planner's.
+    time is the compiler's, not the planner's (a function without that cache count is always
+    timed).
     """
-    before = control._cache_size()
+    cache_size = getattr(control, "_cache_size", lambda: None)
+    before = cache_size()
     t0 = time.perf_counter()
     returns = jax.block_until_ready(control(*args))
     seconds = time.perf_counter() - t0
-    if control._cache_size() != before:
+    if cache_size() != before:
         return returns, None
     return returns, 1000.0 * seconds / (episode_length * max(1, rows))
