@@ -221,3 +221,17 @@ def test_verdicts_come_from_the_decisions_goals():
 def test_diagnosis_sampling_needs_a_decision_every_epoch():
     with pytest.raises(ConfigError, match="regret.goal_sampling"):
         load_config(None, TINY + ["regret.goal_sampling=diagnosis", "meta.consult_every_epoch=false"])
+
+
+def test_a_compiling_control_call_is_not_timed_and_a_compiled_one_is():
+    from augnes_jax.control_timing import timed_control
+
+    control = jax.jit(lambda x: jnp.cumsum(x) * 2.0)
+    x = jnp.arange(6.0)
+    first, ms_first = timed_control(control, (x,), episode_length=3, rows=2)
+    again, ms = timed_control(control, (x,), episode_length=3, rows=2)
+    np.testing.assert_array_equal(np.asarray(first), np.cumsum(np.arange(6.0)) * 2.0)
+    np.testing.assert_array_equal(np.asarray(again), np.asarray(first))
+    assert ms_first is None and ms is not None and ms > 0
+    # a new shape compiles again: not timed
+    assert timed_control(control, (jnp.arange(4.0),), episode_length=3, rows=2)[1] is None
