@@ -66,6 +66,7 @@ OVERRIDES = TINY + [
     f"epochs={EPOCHS}", "env.name=gridworld", "env.goals=[0,1]", f"env.episode_length={EPISODE_LENGTH}",
     f"planner.horizon={HORIZON}", "planner.num_samples=32", "planner.num_elites=4", "planner.iterations=2",
     f"planner.episodes_per_goal={PER_GOAL}", "meta.cost=latency_ms", "checkpoint.enabled=false",
+    "regret.goal_sampling=diagnosis",
 ]
 
 
@@ -128,13 +129,14 @@ def trap_run(tmp_path_factory):
     # jax's key-reuse checker flags the discrete planner's scan over a learned model during
     # model-based collection (augnes_jax.planner.sequence_returns, on any gridworld sweep); the
     # keys there are split per step, so the run goes without the checker
+    sweep = Sweep(cfg, run, env=TrapGrid(), progress=False)
     with jax.debug_key_reuse(False):
-        Sweep(cfg, run, env=TrapGrid(), progress=False).run()
-    return run, cfg, s
+        sweep.run()
+    return run, cfg, s, sweep
 
 
 def test_planner_limited_goal_end_to_end_with_value_iteration_proof(trap_run):
-    run, cfg, s = trap_run
+    run, cfg, s, _ = trap_run
     env = adapt(TrapGrid())
     params = env.default_params(EPISODE_LENGTH)
     reader = TensorBoardReader(str(run / "tb")).reload()
@@ -174,7 +176,7 @@ def test_planner_limited_goal_end_to_end_with_value_iteration_proof(trap_run):
 
 
 def test_latency_is_logged_per_variant_and_priced_in_the_decision(trap_run):
-    run, cfg, _ = trap_run
+    run, cfg, _, _ = trap_run
     reader = TensorBoardReader(str(run / "tb")).reload()
     variants = [r for r in reader.runs() if r.startswith("h")]
     assert variants
@@ -210,6 +212,16 @@ def test_diagnosis_sampling_probabilities_equal_the_hand_computation():
     entry = (np.asarray([4.0, 0, 0, 4.0]), np.asarray([8.0, 0, 0, 0.0]))
     np.testing.assert_allclose(collection_goal_probabilities(cfg.regret, entry, {3: "data_limited"}, np.asarray([0, 3])),
                                [1 / 3, 2 / 3])
+
+
+def test_the_sweep_collects_by_its_latest_decisions_verdicts(trap_run):
+    run, _, _, sweep = trap_run
+    goals = json.loads((run / "decision.json").read_text())["goals"]
+    verdicts = {int(g): d["verdict"] for g, d in goals.items()}
+    assert sweep.host.verdicts == verdicts
+    weight = [2.0 if verdicts.get(g) == "data_limited" else 1.0 for g in (0, 1)]
+    for v in sweep.variants:
+        np.testing.assert_allclose(sweep._goal_probs(v), np.asarray(weight) / sum(weight), rtol=0, atol=1e-15)
 
 
 def test_verdicts_come_from_the_decisions_goals():
