@@ -86,7 +86,7 @@ class PlannerConfig:
 class RegretConfig:
     """How per-goal regret drives collection and how intervals are computed."""
 
-    goal_sampling: str = "uniform"  # uniform | regret
+    goal_sampling: str = "uniform"  # uniform | regret | diagnosis
     priority_temperature: float = 1.0
     min_goal_share: float = 0.05  # each goal keeps at least this share of collection
     ci_level: float = 0.95
@@ -104,7 +104,7 @@ class MetaConfig:
     statistic: str = "mean"  # mean | iqm: the per-variant value the decision compares
     multiple_comparisons: str = "holm"  # holm | bh: across goals in the per-goal diagnosis
     significance_level: float = 0.05  # of the per-goal verdicts, after adjustment
-    cost: str = "params"  # params | flops: the cost decision.json states
+    cost: str = "params"  # params | flops | latency_ms: the cost decision.json states
     epsilon_per_cost: float | None = None  # least predicted gain per unit of extra cost worth paying
 
 
@@ -410,7 +410,7 @@ def _check_planner(cfg: Config) -> None:
 
 def _check_rest(cfg: Config) -> None:
     r = cfg.regret
-    _choice("regret.goal_sampling", r.goal_sampling, ("uniform", "regret"))
+    _choice("regret.goal_sampling", r.goal_sampling, ("uniform", "regret", "diagnosis"))
     _positive("regret.priority_temperature", r.priority_temperature)
     if not 0 <= r.min_goal_share < 1:
         raise ConfigError("regret.min_goal_share", f"must be in [0, 1), got {r.min_goal_share}")
@@ -425,7 +425,10 @@ def _check_rest(cfg: Config) -> None:
     _choice("meta.multiple_comparisons", m.multiple_comparisons, ("holm", "bh"))
     if not 0 < m.significance_level < 1:
         raise ConfigError("meta.significance_level", f"must be in (0, 1), got {m.significance_level}")
-    _choice("meta.cost", m.cost, ("params", "flops"))
+    _choice("meta.cost", m.cost, ("params", "flops", "latency_ms"))
+    if r.goal_sampling == "diagnosis" and not m.consult_every_epoch:
+        raise ConfigError("regret.goal_sampling", "diagnosis needs meta.consult_every_epoch: true "
+                                                  "(the verdicts come from each epoch's decision)")
     if m.epsilon_per_cost is not None:
         _non_negative("meta.epsilon_per_cost", m.epsilon_per_cost)
 

@@ -18,10 +18,10 @@ from augnes_jax.diagnosis import diagnose
 from augnes_jax.evidence import VariantEvidence
 from augnes_jax.scaling import scaling_curve, summarize_cost
 
-__all__ = ["COSTS", "MULTIPLE_COMPARISONS", "STATISTICS", "AnalysisSettings", "analyze"]
+__all__ = ["COSTS", "MULTIPLE_COMPARISONS", "STATISTICS", "AnalysisSettings", "analyze", "latency_cost"]
 
 STATISTICS = ("mean", "iqm")
-COSTS = ("params", "flops")
+COSTS = ("params", "flops", "latency_ms")
 MULTIPLE_COMPARISONS = ("holm", "bh")
 _METHOD_NAMES = {"holm": "Holm step-down (family-wise error)", "bh": "Benjamini-Hochberg (false discovery rate)"}
 
@@ -33,7 +33,9 @@ class AnalysisSettings:
     ``flops_per_param`` converts parameters into training FLOPs per epoch (``6 * batch_size *
     train_steps_per_epoch``: forward and backward passes); ``model_error`` maps variant names to
     the world model's mean error per goal over the window; ``planner_gap`` maps goals to the
-    true-dynamics planner's regret against an exact optimum.
+    true-dynamics planner's regret against an exact optimum. ``cost="latency_ms"`` prices a
+    capacity by its measured planner milliseconds per control step (``cost/latency_ms``, see
+    :func:`latency_cost`).
     """
 
     level: float = 0.05
@@ -83,9 +85,15 @@ def analyze(
     scaling = dict(curve) if curve is not None else {"trusted": False, "why": "no width ladder with two widths",
                                                      "advice": "explore one more width"}  # fmt: skip
     scaling["goals"] = per_goal
-    cost = summarize_cost(curve, measure=s.cost, flops_per_param=s.flops_per_param, epsilon_per_cost=s.epsilon_per_cost)
-    if cost is not None:
-        cost["latency_ms"] = "not measured: the sweep does not time the planner per control step yet"
+    if s.cost == "latency_ms":
+        cost = latency_cost(curve, evidence, epsilon_per_cost=s.epsilon_per_cost)
+    else:
+        cost = summarize_cost(curve, measure=s.cost, flops_per_param=s.flops_per_param,
+                              epsilon_per_cost=s.epsilon_per_cost)
+        if cost is not None:
+            # wall-clock figures enter decision.json only where they price the decision, so a
+            # params- or FLOPs-priced decision stays the same from run to run
+            cost["latency_ms"] = "measured per variant as cost/latency_ms; priced with meta.cost: latency_ms"
     aggregates = robust_aggregates(evidence, rec_b, rng=np.random.default_rng([seed, 15, 2]))
     return {
         "statistic": s.statistic,
@@ -96,3 +104,44 @@ def analyze(
         "aggregates": aggregates,
         "cost": cost,
     }
+
+
+def _latency_at(evidence: Sequence[VariantEvidence], width: int, buffer_size: int | None) -> float | None:
+    vals = [e.latency_ms for e in evidence
+            if e.hidden_dim == width and e.buffer_size == buffer_size and e.latency_ms is not None]
+    return float(np.mean(vals)) if vals else None
+
+
+def latency_cost(scaling: Mapping[str, Any] | None, evidence: Sequence[VariantEvidence], *,
+                 epsilon_per_cost: float | None) -> dict[str, Any] | None:
+    """Returns ``decision.json``'s ``cost`` priced in measured planner milliseconds per control step.
+
+    ``recommended`` and ``next`` are the mean ``cost/latency_ms`` over the seeds of the scaling
+    ladder's recommended and next width (at its ``buffer_size``). A width that was never run (the
+    next step past the ladder's end) has no measured latency: ``next`` is None and ``why`` says
+    so; nothing is extrapolated. Where both are measured and the next costs more, ``gain_per_cost``
+    is the predicted next gain over the extra milliseconds (its interval likewise), and
+    ``worth_it`` compares the interval's lower bound with ``epsilon_per_cost`` on a trusted fit.
+    None without a scaling ladder.
+    """
+    if scaling is None:
+        return None
+    b, start, nxt = scaling.get("buffer_size"), scaling["from_width"], scaling["next_width"]
+    c_from, c_next = _latency_at(evidence, start, b), _latency_at(evidence, nxt, b)
+    out: dict[str, Any] = {"measure": "latency_ms", "recommended": c_from, "next": c_next,
+                           "from_width": start, "next_width": nxt, "gain_per_cost": None,
+                           "gain_per_cost_ci95": None, "epsilon_per_cost": epsilon_per_cost, "worth_it": None}  # fmt: skip
+    if c_from is None:
+        out["why"] = f"no cost/latency_ms measured at hidden_dim {start}"
+    elif c_next is None:
+        out["why"] = f"hidden_dim {nxt} was not run: its latency is not measured"
+    else:
+        out["why"] = f"measured at hidden_dim {start} and {nxt}"
+    gain, ci = scaling.get("predicted_next_gain"), scaling.get("predicted_next_gain_ci95")
+    if c_from is not None and c_next is not None and c_next > c_from and gain is not None:
+        extra = c_next - c_from
+        out["gain_per_cost"] = gain / extra
+        out["gain_per_cost_ci95"] = [ci[0] / extra, ci[1] / extra]
+        if epsilon_per_cost is not None:
+            out["worth_it"] = bool(scaling.get("trusted") and ci[0] / extra > epsilon_per_cost)
+    return out

@@ -11,8 +11,9 @@ leading variant axis ``[V]``:
 * ``control(wm_states, keys, goals)``: MPC on each variant's model over the evaluation episodes.
 
 :func:`make_reference_fn` scores the same evaluation episodes (same keys: common random
-numbers) with the oracle and the random baseline; it does not depend on the variant, so it runs
-once per epoch.
+numbers) with the oracle and the random baseline, and, where the optimum is exact, with the
+evaluation planner on the true dynamics (the planner's own gap); it does not depend on the
+variant, so it runs once per epoch.
 """
 
 from __future__ import annotations
@@ -219,25 +220,55 @@ def make_bucket_fns(
     )
 
 
-def make_reference_fn(env: Environment, env_params: Any, s: EpochSettings):
+class Reference(NamedTuple):
+    """The references of the evaluation episodes ``[N]``.
+
+    Attributes:
+      optimal: the optimal return of each episode (exact where ``env.exact``).
+      baseline: the uniformly random policy's return.
+      planner: where ``env.exact``, the return of the evaluation planner run on the environment's
+        own ``step`` from the true state (so ``optimal - planner`` is the planner's own gap);
+        None where the optimum is itself that planner's return.
+    """
+
+    optimal: Any
+    baseline: Any
+    planner: Any = None
+
+
+def make_reference_fn(env: Environment, env_params: Any, s: EpochSettings, *, with_planner: bool = False):
     """Returns jitted ``(keys[N], goals[N]) -> (optimal[N], baseline[N])`` for evaluation episodes.
 
     The optimum is exact where the environment has a solver (``env.exact``) and otherwise the
     return of the MPC planner on the environment's own ``step`` from the true state; the
     baseline is a uniformly random policy. Both use the episodes' own keys, so they start where
     the agents start.
+
+    With ``with_planner`` the function returns a :class:`Reference`: where ``env.exact`` it also
+    rolls out the same planner (settings ``s.planner``) on the true dynamics over the same keys
+    (common random numbers), so ``optimal - planner`` per episode is the planner's own gap
+    (``>= 0`` up to float error: the exact optimum bounds every policy's return from the same
+    start). Where the optimum is not exact, ``planner`` is None: the oracle is that planner.
     """
     oracle = make_mpc_policy(env, simulator_model(env), s.planner)
     rand = random_policy(env)
     exact = env.exact
 
+    def on_truth(keys, goals):
+        return rollout(env, env_params, oracle, env_params, jax.random.clone(keys), goals, s.episode_length,
+                       policy_sees_state=True).returns
+
     def reference(keys, goals):
         base = rollout(env, env_params, rand, None, jax.random.clone(keys), goals, s.episode_length)
+        planner = None
         if exact:
             optimal = jax.vmap(env.exact_optimal_return, in_axes=(0, None))(base.initial_state, env_params)
+            if with_planner:
+                planner = on_truth(keys, goals)
         else:
-            optimal = rollout(env, env_params, oracle, env_params, jax.random.clone(keys), goals, s.episode_length,
-                              policy_sees_state=True).returns
+            optimal = on_truth(keys, goals)
+        if with_planner:
+            return Reference(optimal, base.returns, planner)
         return optimal, base.returns
 
     return jax.jit(reference)
@@ -281,9 +312,15 @@ class EpochOutputs(NamedTuple):
       optimal: the optimal return of each evaluation episode ``[N]``.
       baseline: the random baseline's return of each evaluation episode ``[N]``.
       goals: each evaluation episode's goal ``[N]``.
+      planner: where the optimum is exact, the evaluation planner's return on the true dynamics
+        ``[N]`` (:class:`Reference`); None otherwise.
+      control_ms: per bucket, the measured milliseconds per control step of one variant (see
+        ``augnes_jax.sweep.Sweep.run_epoch``), None where the call was not timed (it compiled).
     """
 
     buckets: list[BucketOutputs]
     optimal: Any
     baseline: Any
     goals: Any
+    planner: Any = None
+    control_ms: Any = None

@@ -26,7 +26,10 @@ __all__ = [
     "ADVANTAGE_TAG",
     "DIVERGED_TAG",
     "GOAL_REGRET_RE",
+    "LATENCY_TAG",
     "NUM_PARAMS_TAG",
+    "PLANNER_GAP_RE",
+    "REFERENCE_RUN",
     "REGRET_TAG",
     "VAL_MSE_TAG",
     "ScalarReader",
@@ -35,6 +38,8 @@ __all__ = [
     "collect_evidence",
     "group_by_capacity",
     "mean_or_none",
+    "planner_gap_tag",
+    "read_planner_gap",
     "read_variants",
     "variant_evidence",
 ]
@@ -45,9 +50,13 @@ ADVANTAGE_TAG = "advantage/avg"
 VAL_MSE_TAG = "world_model/val_mse"
 NUM_PARAMS_TAG = "model/num_params"  # written when it changes (at growth)
 DIVERGED_TAG = "health/diverged"  # written when it changes
+LATENCY_TAG = "cost/latency_ms"  # the bucket's planner milliseconds per control step of one variant
+# the run beside the variants that holds what does not depend on the model: the planner's own gap
+REFERENCE_RUN = "_reference"
+PLANNER_GAP_RE = re.compile(r"^planner_gap/goal_(\d+)$")
 # the tags runs written before the health/ namespace carry, read under the current names
 _LEGACY_TAGS = {"capacity/num_params": NUM_PARAMS_TAG, "world_model/diverged": DIVERGED_TAG}
-_SCALAR_TAGS = (REGRET_TAG, ADVANTAGE_TAG, VAL_MSE_TAG, NUM_PARAMS_TAG, DIVERGED_TAG)
+_SCALAR_TAGS = (REGRET_TAG, ADVANTAGE_TAG, VAL_MSE_TAG, NUM_PARAMS_TAG, DIVERGED_TAG, LATENCY_TAG)
 
 
 class ScalarReader(Protocol):
@@ -93,6 +102,8 @@ class VariantEvidence:
     ``cells`` holds the per-goal-per-epoch regret values of the window, flattened ``[G * k]``
     (goal-major); runs without goal tags fall back to the ``regret/avg`` values ``[k]``.
     ``goal_regret`` maps each goal id to the mean of its window values (empty without goal tags).
+    ``latency_ms`` is the mean of ``cost/latency_ms`` over every epoch it was measured (the
+    planner's speed does not change with training), None where it never was.
     """
 
     name: str
@@ -107,6 +118,7 @@ class VariantEvidence:
     avg_advantage: float | None
     val_mse: float | None
     goal_regret: Mapping[int, float] = dataclasses.field(default_factory=dict)
+    latency_ms: float | None = None
 
 
 def read_variants(reader: ScalarReader) -> list[VariantData]:
@@ -186,6 +198,7 @@ def variant_evidence(v: VariantData, k_last: int, *, end_step: int | None = None
         avg_advantage=_finite_mean(_values_at(v.series.get(ADVANTAGE_TAG), steps)),
         val_mse=_finite_mean(_values_at(v.series.get(VAL_MSE_TAG), steps)),
         goal_regret=goal_regret,
+        latency_ms=_finite_mean(v.series[LATENCY_TAG][1]) if LATENCY_TAG in v.series else None,
     )
 
 
@@ -217,3 +230,32 @@ def mean_or_none(xs: Iterable[float | None]) -> float | None:
     """Returns the mean of the finite values of ``xs``, or None when there are none."""
     vals = [x for x in xs if x is not None and math.isfinite(x)]
     return float(np.mean(vals)) if vals else None
+
+
+def planner_gap_tag(goal: int) -> str:
+    """Returns the ``_reference`` run's tag of one goal's planner gap."""
+    return f"planner_gap/goal_{int(goal)}"
+
+
+def read_planner_gap(reader: ScalarReader, steps: Iterable[int] | None = None) -> dict[int, float] | None:
+    """Returns ``{goal: mean planner gap}`` from the ``_reference`` run, or None where it has none.
+
+    The gap of a goal is the exact optimum minus the evaluation planner's return on the true
+    dynamics, averaged over the epochs in ``steps`` (every recorded epoch when None, or when
+    none of ``steps`` was recorded).
+    """
+    if REFERENCE_RUN not in reader.runs():
+        return None
+    wanted = None if steps is None else np.asarray(sorted(set(steps)), np.int64)
+    out = {}
+    for tag in reader.tags(REFERENCE_RUN):
+        m = PLANNER_GAP_RE.match(tag)
+        if m is None:
+            continue
+        s, v, _ = reader.scalars(REFERENCE_RUN, tag)
+        s, v = np.asarray(s, np.int64), np.asarray(v, np.float64)
+        sel = v if wanted is None else _values_at((s, v), wanted)
+        mean = _finite_mean(sel) if len(sel) else _finite_mean(v)
+        if mean is not None:
+            out[int(m.group(1))] = mean
+    return out or None

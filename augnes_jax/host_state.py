@@ -47,6 +47,7 @@ class HostState:
       episodes: per variant ``(goal ids, regret)`` of every judged episode, in judging order.
       collection: per variant the collection share of each selected goal, one row per epoch.
       wm_stats: the world-model statistics of every variant and epoch.
+      verdicts: the latest decision's verdict per goal (``regret.goal_sampling=diagnosis``).
     """
 
     buckets: list[Bucket]
@@ -57,6 +58,7 @@ class HostState:
     ledger: Ledger = dataclasses.field(default_factory=dict)
     episodes: dict[str, tuple[np.ndarray, np.ndarray]] = dataclasses.field(default_factory=dict)
     collection: dict[str, list[list[float]]] = dataclasses.field(default_factory=dict)
+    verdicts: dict[int, str] = dataclasses.field(default_factory=dict)
 
     @property
     def variants(self) -> list[Variant]:
@@ -83,13 +85,20 @@ class VariantResult(NamedTuple):
 
 
 class JudgedEpoch(NamedTuple):
-    """One epoch judged: the shared evaluation episodes and every variant's result, by name."""
+    """One epoch judged: the shared evaluation episodes and every variant's result, by name.
+
+    ``planner_gap`` is, per evaluation episode, the exact optimum minus the evaluation planner's
+    return on the true dynamics (None where the optimum is not exact); ``latency_ms`` maps each
+    variant to its bucket's measured milliseconds per control step (absent where not timed).
+    """
 
     epoch: int
     goals: np.ndarray
     optimal: np.ndarray
     baseline: np.ndarray
     variants: dict[str, VariantResult]
+    planner_gap: np.ndarray | None = None
+    latency_ms: dict[str, float] | None = None
 
 
 def ledger_add(ledger: Ledger, name: str, goals: np.ndarray, reg: np.ndarray, num_goals: int) -> None:
@@ -130,6 +139,9 @@ def judge_epoch(host: HostState, outputs: EpochOutputs, epoch: int, goal_ids: np
     optimal = np.asarray(outputs.optimal, np.float64)
     baseline = np.asarray(outputs.baseline, np.float64)
     goals = np.asarray(outputs.goals, np.int64)
+    planner_gap = (None if outputs.planner is None
+                   else regret.episode_regret(np.asarray(outputs.planner, np.float64), optimal))
+    latency = _latency_by_variant(host.buckets, outputs.control_ms)
     results: dict[str, VariantResult] = {}
     for bucket, out in zip(host.buckets, outputs.buckets, strict=True):
         for i, v in enumerate(bucket.variants):
@@ -160,7 +172,15 @@ def judge_epoch(host: HostState, outputs: EpochOutputs, epoch: int, goal_ids: np
         ledger_add(host.ledger, name, goals, reg, num_goals)
         results[name] = res._replace(regret=reg, advantage=adv, avg_regret=float(reg.mean()),
                                      avg_advantage=float(adv.mean()))
-    return JudgedEpoch(epoch, goals, optimal, baseline, results)
+    return JudgedEpoch(epoch, goals, optimal, baseline, results, planner_gap, latency)
+
+
+def _latency_by_variant(buckets: Sequence[Bucket], control_ms: Sequence[float | None] | None) -> dict[str, float]:
+    """Returns each variant's bucket latency per control step (variants of untimed buckets are absent)."""
+    if control_ms is None:
+        return {}
+    return {v.name: float(ms) for b, ms in zip(buckets, control_ms, strict=True) if ms is not None
+            for v in b.variants}
 
 
 def apply_growth(host: HostState, epoch: int, old: Sequence[Variant], new: Sequence[Variant],
@@ -198,7 +218,7 @@ def snapshot(host: HostState) -> HostState:
     return HostState(buckets=list(host.buckets), wm_stats=copy.deepcopy(host.wm_stats),
                      diverged=set(host.diverged), diverged_at=dict(host.diverged_at), growth=list(host.growth),
                      ledger=dict(host.ledger), episodes=dict(host.episodes),
-                     collection={k: list(v) for k, v in host.collection.items()})
+                     collection={k: list(v) for k, v in host.collection.items()}, verdicts=dict(host.verdicts))
 
 
 def state_record(host: HostState, epoch: int, flop_fraction: float) -> dict[str, Any]:

@@ -36,6 +36,7 @@ from augnes_jax.evidence import (
     VariantData,
     VariantEvidence,
     collect_evidence,
+    read_planner_gap,
     read_variants,
 )
 from augnes_jax.meta_report import print_explanation
@@ -184,14 +185,22 @@ class MetaJudgmentController:
         return self.decision
 
     def _analysis_settings(self) -> AnalysisSettings:
-        """Returns the analysis settings with the per-goal model error of the current windows, where recorded."""
-        if self.analysis.model_error is not None:
-            return self.analysis
-        stats = model_error_by_goal(self.run_dir / "world_model_stats.json", self.evidence)
-        if stats is None:
-            return self.analysis
-        errors, model_epsilon = stats
-        return dataclasses.replace(self.analysis, model_error=errors, model_epsilon=model_epsilon)
+        """Returns the analysis settings with what the run recorded for the current windows.
+
+        The per-goal model error (``world_model_stats.json``) and, where the optimum is exact, the
+        planner's own gap per goal (the ``_reference`` run's ``planner_gap/goal_{g}``, averaged
+        over the epochs of the evidence windows), unless the settings already carry them.
+        """
+        s = self.analysis
+        if s.model_error is None:
+            stats = model_error_by_goal(self.run_dir / "world_model_stats.json", self.evidence)
+            if stats is not None:
+                s = dataclasses.replace(s, model_error=stats[0], model_epsilon=stats[1])
+        if s.planner_gap is None:
+            gap = read_planner_gap(self.reader, {step for e in self.evidence for step in e.steps})
+            if gap is not None:
+                s = dataclasses.replace(s, planner_gap=gap)
+        return s
 
     def alerts(self) -> list[dict[str, Any]]:
         """Returns the alert payloads the current decision calls for (before de-duplication).

@@ -105,9 +105,12 @@ def scaling_line(scaling: dict[str, Any], cost: dict[str, Any] | None) -> str:
             f"{scaling['predicted_next_gain']:.3g} [{lo:.3g}, {hi:.3g}]; {scaling['advice']} ({scaling['why']})"
         )
     if cost and cost.get("recommended") is not None:
-        text += f"\ncost ({cost['measure']}): recommended {cost['recommended']:.3g}, next {cost['next']:.3g}"
+        nxt = "n/a" if cost.get("next") is None else f"{cost['next']:.3g}"
+        text += f"\ncost ({cost['measure']}): recommended {cost['recommended']:.3g}, next {nxt}"
         if cost.get("gain_per_cost") is not None:
             text += f", gain per unit {cost['gain_per_cost']:.3g}"
+        if cost.get("next") is None and cost.get("why"):
+            text += f" ({cost['why']})"
     return text
 
 

@@ -54,6 +54,7 @@ from augnes_jax.checkpoint import SweepCheckpointer
 from augnes_jax.checkpoint_meta import CheckpointWriteError
 from augnes_jax.cli import ArgumentParser, os_error_line, run_command
 from augnes_jax.config import Config, ConfigError, load_config, to_dict
+from augnes_jax.control_timing import timed_control
 from augnes_jax.distribution import (  # noqa: F401 - make_mesh, padded_size: public here too
     Placement,
     host_copy,
@@ -80,8 +81,10 @@ from augnes_jax.sampling import (  # noqa: F401 - goal_probabilities: public her
     COLLECT,
     TRAIN,
     VAL,
+    collection_goal_probabilities,
     eval_episodes,
     goal_probabilities,
+    goal_verdicts,
     ledger_goal_probabilities,
     purpose_key,
     variant_keys,
@@ -174,7 +177,7 @@ class Sweep:
         self.config_changed = bool(changed)
         self.runs = [build_bucket_run(b, cfg, self.env, self.env_params, self.goal_ids, self.settings, self.placement)
                      for b in buckets]
-        self.reference = make_reference_fn(self.env, self.env_params, self.settings)
+        self.reference = make_reference_fn(self.env, self.env_params, self.settings, with_planner=True)
         self.val = make_validation_set(
             self.env, self.env_params, purpose_key(cfg.seed, VAL), self.goal_ids, cfg.world_model.val_size,
             cfg.env.episode_length, max(self.settings.k_steps))
@@ -238,7 +241,7 @@ class Sweep:
 
         use_random = epoch < cfg.planner.random_collect_epochs
         keys_eval, goals_eval = eval_episodes(cfg.seed, epoch, self.goal_ids, cfg.planner.episodes_per_goal)
-        buckets = []
+        buckets, control_ms = [], []
         for r in self.runs:
             probs = r.pad(np.stack([self._goal_probs(v) for v in r.bucket.variants]).astype(np.float32))
             keys_c, keys_t, probs_d = self.shard((variant_keys(cfg.seed, r.seeds, COLLECT, epoch),
@@ -247,15 +250,17 @@ class Sweep:
                                       use_random=use_random)
             r.states, train_metrics = phase("train", r.fns.train, r.states, r.buffers, keys_t)
             one_step, k_step = phase("evaluate", r.fns.evaluate, r.states, self.val)
-            returns = phase("control", r.fns.control, r.states, jax.random.clone(keys_eval), goals_eval)
+            returns, ms = phase("control", timed_control, r.fns.control, (r.states, jax.random.clone(keys_eval), goals_eval),
+                                episode_length=cfg.env.episode_length, rows=r.padded_size // self.num_devices)
+            control_ms.append(ms)
             buckets.append(BucketOutputs(counts, train_metrics, one_step, k_step, returns, probs))
-        optimal, baseline = phase("reference", self.reference, jax.random.clone(keys_eval), goals_eval)
-        return host_copy(EpochOutputs(buckets, optimal, baseline, goals_eval))
+        ref = phase("reference", self.reference, jax.random.clone(keys_eval), goals_eval)
+        return host_copy(EpochOutputs(buckets, ref.optimal, ref.baseline, goals_eval, planner=ref.planner,
+                                      control_ms=control_ms))
 
     def _goal_probs(self, v: Variant) -> np.ndarray:
-        rc = self.cfg.regret
-        return ledger_goal_probabilities(self.host.ledger.get(v.name), self.goal_ids, rc.goal_sampling,
-                                         rc.priority_temperature, rc.min_goal_share)
+        return collection_goal_probabilities(self.cfg.regret, self.host.ledger.get(v.name), self.host.verdicts,
+                                             self.goal_ids)
 
     # -- judge -> write -> decide --------------------------------------------------------
     def _epoch(self, epoch: int, writer: SweepWriter, checkpointer: SweepCheckpointer | None,
@@ -300,6 +305,8 @@ class Sweep:
             decision = self.capacity.consult(epoch, host.growth)
             if decision is not None:
                 writer.write_decision(epoch, decision, self.capacity.controller)
+                if self.cfg.regret.goal_sampling == "diagnosis":  # epochs never overlap then
+                    self.host.verdicts = goal_verdicts(decision)
                 expand = wants_growth(decision, self.cfg, host.growth, epoch)
         if agree(expand):  # only where capacity can grow, where the epochs do not overlap
             self._grow(epoch, writer)
@@ -333,10 +340,11 @@ class Sweep:
                 checkpointer = SweepCheckpointer(self.run_dir / "checkpoints", keep_last=self.cfg.checkpoint.keep_last,
                                                  keep_best=self.cfg.checkpoint.keep_best)
             writer.open_writers(self.host.variants)
-            # epochs overlap their writes where growth cannot feed a decision back into the next
-            # epoch, and where no collective (orbax saves, the controller's broadcast) could cross
+            # epochs overlap their writes where neither growth nor the verdicts can feed a decision
+            # back into the next epoch, and where no collective (orbax saves, the controller's broadcast) could cross
             pipeline = WritePipeline(writer.executor, overlap=not self.synchronous_writes and jax.process_count() == 1
-                                     and self.cfg.variants.capacity_mode != "auto")
+                                     and self.cfg.variants.capacity_mode != "auto"
+                                     and self.cfg.regret.goal_sampling != "diagnosis")
             with reporting.progress(self.show_progress, self.cfg.epochs, self.start_epoch,
                                     lambda: self.host.variants, lambda: self.host.wm_stats) as advance:
                 for epoch in range(self.start_epoch, self.cfg.epochs):

@@ -25,7 +25,13 @@ import numpy as np
 
 from augnes_jax import files, regret
 from augnes_jax.config import Config, to_yaml
-from augnes_jax.evidence import DIVERGED_TAG, NUM_PARAMS_TAG
+from augnes_jax.evidence import (
+    DIVERGED_TAG,
+    LATENCY_TAG,
+    NUM_PARAMS_TAG,
+    REFERENCE_RUN,
+    planner_gap_tag,
+)
 from augnes_jax.executor import Executor
 from augnes_jax.host_state import HostState, JudgedEpoch, state_record
 from augnes_jax.judgments import read_judgments
@@ -33,7 +39,7 @@ from augnes_jax.strategy_stats import build_strategy_stats, write_strategy_stats
 from augnes_jax.tensorboard_io import RunWriter, multiline_charts, write_regret_summaries
 from augnes_jax.variants import Variant
 
-__all__ = ["CAPACITY_RUN", "CONTROLLER_RUN", "TB_FIGURES", "SweepWriter", "capacity_run", "decision_text",
+__all__ = ["CAPACITY_RUN", "CONTROLLER_RUN", "REFERENCE_RUN", "TB_FIGURES", "SweepWriter", "capacity_run", "decision_text",
            "hparam_domains", "sweep_layout"]
 
 log = logging.getLogger("augnes_jax.sweep")
@@ -184,6 +190,8 @@ class SweepWriter:
         self.config_changed = False
         self._write_judgments(judged)
         self._write_variant_tb(judged, host)
+        self._write_cost_tb(judged)
+        self._write_reference_tb(judged)
         self._write_controller_tb(judged)
         for w in self.writers.values():
             with _naming(w.logdir):
@@ -235,6 +243,29 @@ class SweepWriter:
             # histograms of every episode so far, per goal, once a goal has enough of them
             seen_goals, seen_regret = host.episodes[name]
             write_regret_summaries(w, epoch, agg, adv_agg, per_episode_regret=seen_regret, goal_ids=seen_goals)
+
+    def _write_cost_tb(self, judged: JudgedEpoch) -> None:
+        """Writes each variant's measured planner latency, ``cost/latency_ms``, where its bucket was timed."""
+        for name, ms in (judged.latency_ms or {}).items():
+            w = self.writers.get(name)
+            if w is not None:
+                w.scalars(judged.epoch, {LATENCY_TAG: ms})
+
+    def _write_reference_tb(self, judged: JudgedEpoch) -> None:
+        """Writes the run ``_reference``: the planner's own gap per goal, ``planner_gap/goal_{g}``.
+
+        The mean over the epoch's evaluation episodes of each goal of the exact optimum minus the
+        evaluation planner's return on the true dynamics; nothing where the optimum is not exact.
+        The run is shared by every variant (the gap does not depend on the model).
+        """
+        if judged.planner_gap is None or not self.primary:
+            return
+        w = self.writers.get(REFERENCE_RUN)
+        if w is None:
+            w = self.writers[REFERENCE_RUN] = RunWriter(self.tb_root / REFERENCE_RUN, purge_step=self.purge_step)
+        gap, goals = np.asarray(judged.planner_gap, np.float64), np.asarray(judged.goals)
+        w.scalars(judged.epoch, {planner_gap_tag(int(g)): float(gap[goals == g].mean())
+                                 for g in self.goal_ids if np.any(goals == g)})
 
     def _write_controller_tb(self, judged: JudgedEpoch) -> None:
         """Writes the controller run: this epoch's means over seeds, one line per capacity."""

@@ -181,7 +181,7 @@ def test_a_bad_meta_setting_fails_with_one_line_and_writes_nothing(tmp_path, cap
     run = tmp_path / "run"
     shutil.copytree(REF_RUN, run)
     before = (run / "decision.json").read_bytes()
-    cfg = (run / "config.yaml").read_text().replace("  consult_every_epoch: true", "  consult_every_epoch: true\n  cost: latency_ms")
+    cfg = (run / "config.yaml").read_text().replace("  consult_every_epoch: true", "  consult_every_epoch: true\n  cost: wall_clock")
     (run / "config.yaml").write_text(cfg)
     assert meta.main([str(run)]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -462,3 +462,97 @@ def test_unreplicated_evidence_is_never_significant():
     )  # fmt: skip
     assert g.gain == pytest.approx(0.8) and g.gain_ci95 == pytest.approx((0.8, 0.8))
     assert not g.significant  # one seed, one value: no way to tell signal from noise
+
+
+# ------------------------------------------------------------------------ the planner's gap and latency
+
+
+def _write_scalars(run_dir, run: str, values: dict[int, dict[str, float]]) -> None:
+    from tensorboardX import SummaryWriter
+
+    with SummaryWriter(logdir=str(run_dir / "tb" / run)) as w:
+        for step, tags in values.items():
+            for tag, v in tags.items():
+                w.add_scalar(tag, v, step)
+
+
+def _flat_and_falling(h, b, e, g):
+    """Goal 0's regret falls with width; goal 1 stays at 1.5 whatever the width."""
+    return {8: 2.0, 16: 1.2, 32: 0.8}[h] if g == 0 else 1.5
+
+
+def test_the_reference_runs_planner_gap_reaches_the_diagnosis(tmp_path):
+    from augnes_jax.evidence import REFERENCE_RUN, planner_gap_tag
+
+    build_run(tmp_path, 3, hidden_dims=(8, 16, 32), seeds=(0, 1, 2), num_goals=2, true_regret=_flat_and_falling,
+              seed_noise=0.05, cell_noise=0.02)  # fmt: skip
+    gaps = {0: {0: 0.0, 1: 4.0}, 1: {0: 0.0, 1: 1.0}, 2: {0: 0.0, 1: 2.0}}
+    _write_scalars(tmp_path, REFERENCE_RUN, {e: {planner_gap_tag(g): v for g, v in by_goal.items()}
+                                             for e, by_goal in gaps.items()})  # fmt: skip
+    d = _controller(tmp_path, k_last=2).update()
+    goals = d.analysis["goals"]
+    # the window is epochs 1 and 2: goal 1's gap is (1 + 2) / 2, goal 0's is 0
+    assert goals["1"]["evidence"]["planner_gap"] == pytest.approx(1.5, rel=1e-6)
+    assert goals["0"]["evidence"]["planner_gap"] == 0.0
+    assert goals["1"]["verdict"] == "planner_limited" and "1.5 short of the exact optimum" in goals["1"]["why"]
+    assert goals["0"]["verdict"] != "planner_limited"
+
+
+def test_without_a_reference_run_the_gap_is_unknown(tmp_path):
+    build_run(tmp_path, 3, hidden_dims=(8, 16, 32), seeds=(0, 1), num_goals=2, true_regret=_flat_and_falling,
+              seed_noise=0.05, cell_noise=0.02)  # fmt: skip
+    d = _controller(tmp_path).update()
+    assert all(g["evidence"]["planner_gap"] is None for g in d.analysis["goals"].values())
+
+
+def test_latency_cost_prices_the_next_step_in_measured_milliseconds(tmp_path):
+    from augnes_jax.decision_analysis import AnalysisSettings
+    from augnes_jax.evidence import LATENCY_TAG
+
+    regret = {8: 1.0, 16: 0.6, 32: 0.3}
+    ms = {8: 0.5, 16: 0.8, 32: 1.4}
+    rng = np.random.default_rng(3)
+    for h in regret:
+        for s in (0, 1):
+            # one event file per run, as the sweep writes it; epoch 0 is never timed (it compiles)
+            epochs = {e: {"regret/avg": regret[h] + 0.01 * s + rng.normal(0, 0.01), "model/num_params": mlp_num_params(h)}
+                      for e in range(3)}  # fmt: skip
+            epochs[1][LATENCY_TAG] = ms[h] + 0.1 * s
+            epochs[2][LATENCY_TAG] = ms[h] + 0.1 * s + 0.02
+            _write_scalars(tmp_path, variant_name(h, 1000, s), epochs)
+    settings = AnalysisSettings(cost="latency_ms", epsilon_per_cost=0.0)
+    d = _controller(tmp_path, analysis=settings).update()
+    cost, scaling = d.analysis["cost"], d.analysis["scaling"]
+    assert cost["measure"] == "latency_ms"
+    lat = {h: np.mean([ms[h] + 0.1 * s + 0.01 for s in (0, 1)]) for h in ms}
+    assert cost["recommended"] == pytest.approx(lat[scaling["from_width"]], rel=1e-6)
+    if scaling["next_width"] in lat:
+        extra = lat[scaling["next_width"]] - lat[scaling["from_width"]]
+        assert cost["next"] == pytest.approx(lat[scaling["next_width"]], rel=1e-6)
+        assert cost["gain_per_cost"] == pytest.approx(scaling["predicted_next_gain"] / extra, rel=1e-6)
+    else:  # past the ladder's end: never run, never extrapolated
+        assert cost["next"] is None and cost["gain_per_cost"] is None
+        assert f"hidden_dim {scaling['next_width']} was not run" in cost["why"]
+    # a params-priced decision carries no wall-clock figure (it stays the same from run to run)
+    d2 = _controller(tmp_path).update()
+    assert d2.analysis["cost"]["measure"] == "params"
+    assert "meta.cost: latency_ms" in d2.analysis["cost"]["latency_ms"]
+
+
+def test_latency_cost_on_a_ladder_step_inside_the_sweep():
+    from augnes_jax.decision_analysis import latency_cost
+
+    def ev(h, s, ms):
+        return VariantEvidence(name=variant_name(h, 1000, s), hidden_dim=h, buffer_size=1000, seed=s, steps=(0,),
+                               avg_regret=0.0, cells=np.zeros(1), cell_tags=("regret/avg",), num_params=None,
+                               avg_advantage=None, val_mse=None, latency_ms=ms)  # fmt: skip
+
+    evidence = [ev(8, 0, 1.0), ev(8, 1, 2.0), ev(16, 0, 3.0), ev(16, 1, 4.0)]
+    scaling = {"buffer_size": 1000, "from_width": 8, "next_width": 16, "predicted_next_gain": 0.4,
+               "predicted_next_gain_ci95": [0.2, 0.6], "trusted": True}  # fmt: skip
+    cost = latency_cost(scaling, evidence, epsilon_per_cost=0.1)
+    # 1.5 ms -> 3.5 ms: 2 ms more for a gain of 0.4, [0.1, 0.3] per ms; 0.1 is not above 0.1
+    assert (cost["recommended"], cost["next"]) == (1.5, 3.5)
+    assert cost["gain_per_cost"] == pytest.approx(0.2) and cost["gain_per_cost_ci95"] == pytest.approx([0.1, 0.3])
+    assert cost["worth_it"] is False
+    assert latency_cost(scaling, evidence, epsilon_per_cost=0.05)["worth_it"] is True
