@@ -33,10 +33,17 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import jax.numpy as jnp
 import numpy as np
 
 from augnes_jax.evidence import VariantEvidence
-from augnes_jax.statistics import adjust_p_values, normal_quantile, t_quantile_975, t_two_sided_p
+from augnes_jax.statistics import (
+    adjust_p_values,
+    normal_quantile,
+    student_t_quantile,
+    t_quantile_975,
+    t_two_sided_p,
+)
 
 __all__ = ["VERDICTS", "GoalDiagnosis", "TrendTest", "diagnose", "trend_tests"]
 
@@ -168,16 +175,26 @@ def _mean_at(evidence: Sequence[VariantEvidence], goal: int, h: int | None, b: i
     return float(np.mean(vals)) if vals else None
 
 
-def _more_seeds(t: TrendTest | None, epsilon: float, level: float) -> int | None:
-    """Returns the extra seeds the width test needs to detect a gain of ``max(|gain|, epsilon)`` with 80% power, or None."""
+def _more_seeds(t: TrendTest | None, epsilon: float, level: float, tests: int = 1) -> int | None:
+    """Returns the extra seeds the width test needs to detect a gain of ``max(|gain|, epsilon)``, or None.
+
+    The smallest ``n`` more than the seeds measured with ``effect >= (t_{1 - a/2, df(n)} + z_{0.8})
+    * sd / sqrt(n)``: Student's t at the degrees of freedom ``n`` seeds would give, the per-seed
+    spread ``sd = se * sqrt(seeds)`` held fixed, and ``a = level / tests`` (Bonferroni over the goals
+    tested on the axis, which bounds Holm's and Benjamini-Hochberg's thresholds). At least one more
+    seed; None beyond 1000 more or without a standard error.
+    """
     if t is None or t.se is None:
         return None
     if t.se == 0:
-        return 0
-    z = normal_quantile(1 - level / 2) + normal_quantile(POWER)
+        return 1
     effect = max(abs(t.gain), epsilon, 1e-12)
-    need = t.seeds * (z * t.se / effect) ** 2
-    return max(0, math.ceil(need) - t.seeds)
+    sd = t.se * math.sqrt(t.seeds)
+    n = np.arange(t.seeds + 1, t.seeds + 1001)
+    df = (n - 1) * max(len(t.capacities) - 1, 1)
+    crit = np.asarray(student_t_quantile(1 - level / (2 * max(tests, 1)), jnp.asarray(df, jnp.float32)), np.float64)
+    ok = np.flatnonzero(effect >= (crit + normal_quantile(POWER)) * sd / np.sqrt(n))
+    return int(n[ok[0]] - t.seeds) if ok.size else None
 
 
 def diagnose(
@@ -232,13 +249,13 @@ def diagnose(
         verdict, why = _verdict(g, wt, dt, r_min, r_rec, mse, gap, epsilon=epsilon, level=level,
                                 model_epsilon=model_epsilon, h_min=h_min, rec_h=rec_h)  # fmt: skip
         if verdict == "inconclusive":
-            ev["more_seeds"] = _more_seeds(wt, epsilon, level)
+            ev["more_seeds"] = _more_seeds(wt, epsilon, level, len(width))
             ci = wt.gain_ci95() if wt else None
             if ci is not None and ci[1] < epsilon:
                 why += f"; the width interval already rules out a gain of epsilon {epsilon:g}"
             elif ev["more_seeds"] is not None:
                 effect = max(abs(wt.gain), epsilon)
-                why += f"; about {ev['more_seeds']} more seeds would detect a gain of {effect:.3g} with 80% power (unadjusted)"
+                why += f"; about {ev['more_seeds']} more seeds would detect a gain of {effect:.3g} with 80% power"
         main = dt if verdict == "data_limited" else wt
         out[g] = GoalDiagnosis(g, verdict, main.gain if main else None, main.gain_ci95() if main else None, ev, why)
     return out

@@ -24,7 +24,7 @@ import numpy as np
 from augnes_jax import regret
 from augnes_jax.epoch import EpochOutputs
 from augnes_jax.variants import Bucket, Variant
-from augnes_jax.world_model_stats import WorldModelStats
+from augnes_jax.world_model_stats import WorldModelStats, head_metrics
 
 __all__ = ["HostState", "JudgedEpoch", "VariantResult", "add_episodes", "apply_growth", "judge_epoch",
            "ledger_add", "rebuild_ledger", "set_bucket_variants", "snapshot", "state_record"]
@@ -124,6 +124,7 @@ def _metrics(i: int, out, goal_ids: np.ndarray) -> tuple[dict[str, Any], np.ndar
                "per_dim_mse": one["per_dim_mse"], "per_goal_mse": {str(g): one["per_goal_mse"][g] for g in goal_ids},
                "k_step_mse": {str(k): ks[k] for k in sorted(ks)}, "samples_seen": int(train["samples_seen"]),
                "nonfinite_updates": int(train["nonfinite_updates"])}
+    metrics.update(head_metrics(one, goal_ids))  # reward and termination heads' errors, where learned
     return metrics, np.asarray(out.returns[i], np.float64)
 
 

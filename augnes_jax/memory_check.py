@@ -43,7 +43,7 @@ def estimate_bytes(cfg: Config, buckets: list[Bucket], obs_dim: int, act_dim: in
 
     With ``num_devices`` > 1 every bucket's variant axis counts padded up to a multiple of it.
     """
-    item = 4 * (2 * obs_dim + act_dim + 1)
+    item = 4 * (2 * obs_dim + act_dim + 1) + 5  # obs, action, next_obs, goal id; reward (4) and terminated (1)
     total = 0
     for b in buckets:
         v = -(-len(b.variants) // num_devices) * num_devices

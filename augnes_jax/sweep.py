@@ -108,6 +108,7 @@ from augnes_jax.variants import (
     useful_flop_fraction,
     variant_num_params,
 )
+from augnes_jax.world_model import head_sizes
 from augnes_jax.world_model_stats import WorldModelStats
 from augnes_jax.write_pipeline import WritePipeline
 
@@ -161,18 +162,18 @@ class Sweep:
         self.act_dim = self.env.action_feature_dim
         self.settings = epoch_settings(cfg, self.env)
         buckets = sweep_buckets(cfg)
-        self.flop_fraction = useful_flop_fraction(buckets, self.obs_dim, self.act_dim, cfg.world_model.num_layers)
+        self.head_extra = head_sizes(self.num_goals, self.settings.learn_reward)  # reward heads' extra in/out
+        self.flop_fraction = useful_flop_fraction(buckets, self.obs_dim, self.act_dim, cfg.world_model.num_layers,
+                                                  self.head_extra)
         self.hp_domains = hparam_domains(all_variants(buckets), cfg.variants.capacity_mode)
         self.placement = Placement(cfg.devices)
         self.num_devices = self.placement.num_devices
         self.host = HostState(buckets=buckets, wm_stats=WorldModelStats(epsilon=cfg.world_model.epsilon))
-        self.epoch_times: list[float] = []
-        self.checkpoint_times: list[float] = []
+        self.epoch_times, self.checkpoint_times = [], []
         self.capacity = CapacityController(self.run_dir, cfg)
         check_memory(cfg, buckets, self.obs_dim, self.act_dim, self.num_devices)
         check_writable(self.run_dir)
-        restored = (restore_run(self.run_dir, cfg, self.host, self.num_goals, self.primary)
-                    if resume else None)
+        restored = restore_run(self.run_dir, cfg, self.host, self.num_goals, self.primary) if resume else None
         self.start_epoch = 0 if restored is None else restored.start
         self.config_changed = bool(changed)
         self.runs = [build_bucket_run(b, cfg, self.env, self.env_params, self.goal_ids, self.settings, self.placement)
@@ -202,7 +203,7 @@ class Sweep:
 
     def num_params(self, v: Variant) -> int:
         """Returns the parameter count of variant ``v``."""
-        return variant_num_params(v, self.obs_dim, self.act_dim, self.cfg.world_model.num_layers)
+        return variant_num_params(v, self.obs_dim, self.act_dim, self.cfg.world_model.num_layers, self.head_extra)
 
     def shard(self, tree):
         """Returns ``tree`` placed with its leading (variant) axis split over the devices."""

@@ -47,8 +47,11 @@ def save_epoch(checkpointer: SweepCheckpointer, epoch: int, runs: Sequence[Any],
                 name=v.name, hidden_dim=v.hidden_dim, buffer_size=v.buffer_size, seed=v.seed, bucket=name,
                 index=i, max_width=v.max_width, mask=masks[i].tolist(), val_mse=val_mse.get(v.name),
                 diverged=v.name in diverged))
+    wm = runs[0].wm if runs else None
     meta = checkpoint_meta.build_meta(config=config, env=env, obs_dim=obs_dim, act_dim=act_dim,
-                                      num_layers=num_layers, epoch=epoch, variants=variants_meta)
+                                      num_layers=num_layers, epoch=epoch, variants=variants_meta,
+                                      learn_reward=bool(wm.learn_reward) if wm is not None else None,
+                                      num_goals=int(wm.num_goals) if wm is not None else None)
     best = checkpoint_meta.best_val_mse(meta)
     checkpointer.save(epoch, arrays=arrays, meta=meta, metrics={"val_mse": best} if best is not None else None)
 

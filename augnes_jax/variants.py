@@ -97,13 +97,18 @@ def all_variants(buckets: list[Bucket]) -> list[Variant]:
     return [v for b in buckets for v in b.variants]
 
 
-def useful_flop_fraction(buckets: list[Bucket], obs_dim: int, act_dim: int, num_layers: int) -> float:
-    """Returns useful / executed training FLOPs: masked units execute but do no useful work."""
-    useful = sum(flops_per_sample(obs_dim, act_dim, v.hidden_dim, num_layers) for b in buckets for v in b.variants)
-    executed = sum(flops_per_sample(obs_dim, act_dim, b.max_width, num_layers) * len(b.variants) for b in buckets)
+def useful_flop_fraction(buckets: list[Bucket], obs_dim: int, act_dim: int, num_layers: int,
+                         extra: tuple[int, int] = (0, 0)) -> float:
+    """Returns useful / executed training FLOPs: masked units execute but do no useful work.
+
+    ``extra`` is what reward heads add to the input and output (:func:`augnes_jax.world_model.head_sizes`).
+    """
+    useful = sum(flops_per_sample(obs_dim, act_dim, v.hidden_dim, num_layers, *extra) for b in buckets for v in b.variants)
+    executed = sum(flops_per_sample(obs_dim, act_dim, b.max_width, num_layers, *extra) * len(b.variants) for b in buckets)
     return useful / executed
 
 
-def variant_num_params(v: Variant, obs_dim: int, act_dim: int, num_layers: int) -> int:
-    """Returns the effective (dense) parameter count of a variant's model."""
-    return num_params(obs_dim, act_dim, v.hidden_dim, num_layers)
+def variant_num_params(v: Variant, obs_dim: int, act_dim: int, num_layers: int,
+                       extra: tuple[int, int] = (0, 0)) -> int:
+    """Returns the effective (dense) parameter count of a variant's model (``extra``: reward heads)."""
+    return num_params(obs_dim, act_dim, v.hidden_dim, num_layers, *extra)

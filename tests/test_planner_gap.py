@@ -72,7 +72,7 @@ OVERRIDES = TINY + [
 
 def _settings():
     cfg = load_config(None, OVERRIDES)
-    return cfg, epoch_settings(cfg)
+    return cfg, epoch_settings(cfg, adapt(TrapGrid()))
 
 
 def _planner_on_truth(env, params, s, keys, goals) -> np.ndarray:
@@ -117,7 +117,7 @@ def test_no_planner_reference_where_the_optimum_is_the_planner():
 
     env = make("reacher")
     cfg = load_config(None, TINY)
-    ref = make_reference_fn(env, env.default_params(cfg.env.episode_length), epoch_settings(cfg), with_planner=True)
+    ref = make_reference_fn(env, env.default_params(cfg.env.episode_length), epoch_settings(cfg, env), with_planner=True)
     keys, goals = eval_episodes(0, 0, np.asarray([0, 3]), 1)
     assert ref(keys, goals).planner is None
 
@@ -126,12 +126,8 @@ def test_no_planner_reference_where_the_optimum_is_the_planner():
 def trap_run(tmp_path_factory):
     cfg, s = _settings()
     run = tmp_path_factory.mktemp("trap") / "run"
-    # jax's key-reuse checker flags the discrete planner's scan over a learned model during
-    # model-based collection (augnes_jax.planner.sequence_returns, on any gridworld sweep); the
-    # keys there are split per step, so the run goes without the checker
     sweep = Sweep(cfg, run, env=TrapGrid(), progress=False)
-    with jax.debug_key_reuse(False):
-        sweep.run()
+    sweep.run()
     return run, cfg, s, sweep
 
 
