@@ -10,6 +10,9 @@ buffer, keys and evaluation as the environment-driven sweep:
 - Every epoch trains ``world_model.train_steps_per_epoch`` minibatch steps, then measures the
   one-step error on the held-out rows (validation MSE, per dimension, per goal) and the open-loop
   k-step error on held-out sequences that are contiguous within an episode.
+- With ``world_model.reward=learned`` (the file must have ``reward``; ``terminated`` is optional)
+  the models also learn goal-conditioned reward and termination heads, whose held-out errors
+  (``reward_mse``, ``termination_bce``, ``termination_accuracy``) join the statistics.
 - The run directory gets ``config.yaml``, ``world_model_stats.json``, one TensorBoard run per
   variant (``tb/<variant>/``, tags ``world_model/*``) and ``decision.json``, which decides on
   model error: the smallest width whose gain in validation MSE (mean over buffer sizes and
@@ -44,9 +47,10 @@ from augnes_jax.transitions import (
     contiguous_windows,
     load_transitions,
     split_by_episode,
+    window_starts,
 )
 from augnes_jax.variants import Bucket, build_buckets, variant_num_params
-from augnes_jax.world_model import jitted_train_epoch, make_world_model
+from augnes_jax.world_model import head_sizes, jitted_train_epoch, make_world_model
 from augnes_jax.world_model_eval import k_step_errors, one_step_errors
 from augnes_jax.world_model_stats import WorldModelStats
 
@@ -67,6 +71,7 @@ class DataRun:
     num_goals: int
     obs_seq: np.ndarray  # [M, K + 1, d] held-out sequences, K = max(world_model.k_steps)
     action_seq: np.ndarray  # [M, K, a]
+    goal_seq: np.ndarray  # [M] each sequence's goal (its first row's)
     split: str  # "episode" or "row"
     rows: int  # rows kept from the file
 
@@ -80,11 +85,14 @@ def prepare(cfg: Config) -> DataRun:
     if cfg.data.path is None:
         raise ConfigError("data.path", "a data-only sweep needs a transitions file")
     data = load_transitions(cfg.data.path, drop_nonfinite=cfg.data.drop_nonfinite)
+    if cfg.world_model.reward == "learned" and data.reward is None:
+        raise ConfigError("world_model.reward", f"learned reward heads need a 'reward' array in {cfg.data.path}")
     train, held = split_by_episode(data, cfg.data.holdout_fraction, cfg.seed)
     k_max = max(cfg.world_model.k_steps)
     obs_seq, action_seq = contiguous_windows(held, k_max)
+    goal_seq = held.goal_id[window_starts(held, k_max)]
     return DataRun(cfg=cfg, train=train, held_out=held, num_goals=data.num_goals, obs_seq=obs_seq,
-                   action_seq=action_seq, split="episode" if data.episode_id is not None else "row",
+                   action_seq=action_seq, goal_seq=goal_seq, split="episode" if data.episode_id is not None else "row",
                    rows=data.num_rows)
 
 
@@ -115,9 +123,10 @@ class BucketFit:
     def __init__(self, b: Bucket, data: DataRun):
         cfg, wmc = data.cfg, data.cfg.world_model
         self.bucket = b
+        heads = wmc.reward == "learned"  # a file has no env to state its reward: only on request
         self.wm = make_world_model(data.train.obs.shape[1], data.train.action.shape[1], b.max_width,
                                    wmc.num_layers, wmc.learning_rate, wmc.weight_decay, wmc.grad_clip,
-                                   wmc.batch_size)
+                                   wmc.batch_size, num_goals=data.num_goals, learn_reward=heads)
         self.seeds, hidden, capacity = _bucket_arrays(b)
         self.states = init_bucket_states(self.wm, variant_keys(cfg.seed, self.seeds, INIT, 0), jnp.asarray(hidden))
         items = _train_items(data.train)
@@ -128,10 +137,15 @@ class BucketFit:
         held, ks, num_goals = data.held_out, tuple(sorted(wmc.k_steps)), data.num_goals
         val = tuple(jnp.asarray(x) for x in (held.obs, held.action, held.next_obs, held.goal_id))
         seqs = (jnp.asarray(data.obs_seq), jnp.asarray(data.action_seq)) if len(data.obs_seq) else None
+        head_kw = {}
+        if heads:
+            terminated = held.terminated if held.terminated is not None else np.zeros(held.num_rows, bool)
+            head_kw = {"reward": jnp.asarray(held.reward, jnp.float32), "terminated": jnp.asarray(terminated)}
+        seq_goal = jnp.asarray(data.goal_seq, jnp.int32) if heads else None
 
         def evaluate_one(state):
-            one = one_step_errors(self.wm, state, *val, num_goals=num_goals)
-            k = k_step_errors(self.wm, state, *seqs, ks) if seqs is not None else {}
+            one = one_step_errors(self.wm, state, *val, num_goals=num_goals, **head_kw)
+            k = k_step_errors(self.wm, state, *seqs, ks, goal_id=seq_goal) if seqs is not None else {}
             return {**one, "k_step_mse": k}
 
         self.evaluate = jax.jit(jax.vmap(evaluate_one))
@@ -214,6 +228,7 @@ def run(data: DataRun, run_dir: str | Path) -> dict[str, Any]:
     files.write_text_atomic(run_dir / "config.yaml", to_yaml(cfg))
     obs_dim, act_dim = data.train.obs.shape[1], data.train.action.shape[1]
     stats = WorldModelStats(cfg.world_model.epsilon)
+    extra = head_sizes(data.num_goals, cfg.world_model.reward == "learned")
     trainers = make_fits(data)
     writers = {var.name: RunWriter(run_dir / "tb" / var.name) for t in trainers for var in t.bucket.variants}
     try:
@@ -221,7 +236,7 @@ def run(data: DataRun, run_dir: str | Path) -> dict[str, Any]:
             for t in trainers:
                 metrics = t.epoch(cfg, epoch)
                 metas = [{"hidden_dim": var.hidden_dim, "buffer_size": var.buffer_size, "seed": var.seed,
-                          "num_params": variant_num_params(var, obs_dim, act_dim, cfg.world_model.num_layers)}
+                          "num_params": variant_num_params(var, obs_dim, act_dim, cfg.world_model.num_layers, extra)}
                          for var in t.bucket.variants]
                 names = [var.name for var in t.bucket.variants]
                 stats.record_variants(names, epoch, metrics, metas)

@@ -23,7 +23,7 @@ import numpy as np
 
 from augnes_jax.errors import UserError
 
-__all__ = ["DataError", "Transitions", "contiguous_windows", "load_transitions", "split_by_episode"]
+__all__ = ["DataError", "Transitions", "contiguous_windows", "load_transitions", "split_by_episode", "window_starts"]
 
 REQUIRED = ("obs", "action", "next_obs")
 OPTIONAL = ("goal_id", "reward", "terminated", "episode_id")
@@ -214,12 +214,22 @@ def contiguous_windows(t: Transitions, length: int) -> tuple[np.ndarray, np.ndar
     from its first row (a shorter remainder is left out). Without episode ids there are none.
 
     Returns:
-      ``obs_seq [M, length + 1, d]`` and ``action_seq [M, length, a]``.
+      ``obs_seq [M, length + 1, d]`` and ``action_seq [M, length, a]``; the windows' first rows
+      are :func:`window_starts`.
     """
     d, a = t.obs.shape[1], t.action.shape[1]
-    empty = (np.zeros((0, length + 1, d), np.float32), np.zeros((0, length, a), np.float32))
+    starts = window_starts(t, length)
+    if not len(starts):
+        return np.zeros((0, length + 1, d), np.float32), np.zeros((0, length, a), np.float32)
+    idx = starts[:, None] + np.arange(length)[None]
+    obs_seq = np.concatenate([t.obs[idx], t.next_obs[idx[:, -1]][:, None]], axis=1)
+    return obs_seq, t.action[idx]
+
+
+def window_starts(t: Transitions, length: int) -> np.ndarray:
+    """Returns the first rows ``int[M]`` of :func:`contiguous_windows`' sequences."""
     if t.episode_id is None or t.num_rows < length or length < 1:
-        return empty
+        return np.zeros(0, np.int64)
     n = t.num_rows
     link = np.zeros(n, bool)  # row i continues into row i + 1
     link[:-1] = (t.episode_id[1:] == t.episode_id[:-1]) & np.all(t.next_obs[:-1] == t.obs[1:], axis=1)
@@ -232,9 +242,4 @@ def contiguous_windows(t: Transitions, length: int) -> tuple[np.ndarray, np.ndar
     first_row = np.flatnonzero(run_start)
     run_len = np.diff(np.append(first_row, n))
     pos = np.arange(n) - first_row[run_id]
-    starts = np.flatnonzero((pos % length == 0) & (pos + length <= run_len[run_id]))
-    if not len(starts):
-        return empty
-    idx = starts[:, None] + np.arange(length)[None]
-    obs_seq = np.concatenate([t.obs[idx], t.next_obs[idx[:, -1]][:, None]], axis=1)
-    return obs_seq, t.action[idx]
+    return np.flatnonzero((pos % length == 0) & (pos + length <= run_len[run_id]))

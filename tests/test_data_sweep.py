@@ -136,3 +136,26 @@ def test_missing_file_and_bad_holdout_exit_2(tmp_path, capsys):
     assert sweep.main(["--run-dir", str(out), "data.path=x.npz", "data.holdout_fraction=1.5"]) == 2
     assert "data.holdout_fraction" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_learned_reward_heads_on_a_file_with_rewards(tmp_path, data_file, arrays):
+    out = tmp_path / "heads"
+    args = ["--run-dir", str(out), "--no-progress", f"data.path={data_file}", "world_model.reward=learned",
+            "epochs=2", "variants.hidden_dims=[32]", "variants.buffer_sizes=[3000]", "variants.seeds=[0]",
+            "world_model.train_steps_per_epoch=200", "world_model.batch_size=64", "world_model.k_steps=[1,5]"]
+    assert sweep.main(args) == 0
+    last = json.loads((out / "world_model_stats.json").read_text())["variants"]["h32-b3000-s0"]["epochs"][-1]
+    # the reward head explains at least half of the reward's spread (predicting the mean would not)
+    assert last["reward_mse"] < 0.5 * float(np.var(arrays["reward"])), (last["reward_mse"], np.var(arrays["reward"]))
+    assert set(last["per_goal_reward_mse"]) <= {str(g) for g in range(8)} and last["per_goal_reward_mse"]
+    assert 0.0 <= last["termination_accuracy"] <= 1.0 and set(last["k_step_mse"]) == {"1", "5"}
+
+
+def test_learned_reward_without_rewards_in_the_file_is_one_line(tmp_path, arrays, capsys):
+    path = tmp_path / "no_reward.npz"
+    np.savez(path, **{k: v for k, v in arrays.items() if k != "reward"})
+    out = tmp_path / "run"
+    assert sweep.main(["--run-dir", str(out), f"data.path={path}", "world_model.reward=learned"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "world_model.reward" in err and "'reward' array" in err
+    assert not out.exists()
