@@ -1,4 +1,5 @@
-"""The dashboard's diagnosis plots: per-goal verdicts across widths, and the fitted scaling curve.
+"""The dashboard's diagnosis plots: per-goal verdicts across widths, the fitted scaling curve, and
+cost against regret with the Pareto front.
 
 Both draw from the controller's decision (``decision.analysis``: the per-goal verdicts and the
 scaling fit of :mod:`augnes_jax.decision_analysis`) and its evidence windows. :data:`ANALYSIS_PLOTS`
@@ -15,7 +16,8 @@ import numpy as np
 from augnes_jax.dashboard_plots import PlotData, empty_note, new_figure, set_title
 from augnes_jax.scaling import curve_band, ladder_matrix
 
-__all__ = ["ANALYSIS_PLOTS", "goal_width_matrix", "plot_goal_verdicts", "plot_scaling_curve"]
+__all__ = ["ANALYSIS_PLOTS", "goal_width_matrix", "pareto_front", "plot_cost_regret", "plot_goal_verdicts",
+           "plot_scaling_curve"]
 
 VERDICT_COLORS = {"capacity_limited": "#d95f02", "data_limited": "#1b9e77", "planner_limited": "#7570b3",
                   "solved": "#66a61e", "inconclusive": "#999999"}  # fmt: skip
@@ -102,7 +104,53 @@ def plot_scaling_curve(d: PlotData, dpi: int):
     return fig
 
 
+def pareto_front(cost: np.ndarray, regret: np.ndarray) -> np.ndarray:
+    """Returns the mask of points no other point dominates (no more cost and no more regret, one of
+    them strictly less)."""
+    cost, regret = np.asarray(cost, np.float64), np.asarray(regret, np.float64)
+    no_worse = (cost[None, :] <= cost[:, None]) & (regret[None, :] <= regret[:, None])
+    better = (cost[None, :] < cost[:, None]) | (regret[None, :] < regret[:, None])
+    return ~np.any(no_worse & better, axis=1)
+
+
+def plot_cost_regret(d: PlotData, dpi: int):
+    """Returns the figure of each capacity's cost against its mean regret, the Pareto front marked.
+
+    The cost is the measured control latency under ``meta.cost: latency_ms``, else the parameter
+    count; a capacity without it is left out.
+    """
+    fig = new_figure(figsize=(6.4, 4.2), dpi=dpi)
+    ax = fig.subplots()
+    cost_doc = d.analysis.get("cost")
+    measure = cost_doc.get("measure") if isinstance(cost_doc, dict) else None
+    attr = "latency_ms" if measure == "latency_ms" else "num_params"
+    points = []
+    for cap in sorted(d.groups):
+        c, r = d.mean(cap, attr), d.mean(cap, "avg_regret")
+        if c is not None and r is not None:
+            points.append((cap, c, r))
+    if not points:
+        empty_note(ax, f"no capacity has both a {attr} and a regret yet")
+        return fig
+    cost = np.asarray([p[1] for p in points])
+    regret = np.asarray([p[2] for p in points])
+    front = pareto_front(cost, regret)
+    ax.scatter(cost[~front], regret[~front], color="#999999", label="dominated")
+    order = np.argsort(cost[front])
+    ax.plot(cost[front][order], regret[front][order], "o-", color="#d95f02", label="Pareto front")
+    for (h, b), c, r in points:
+        ax.annotate(f"h{h}-b{b}", (c, r), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    if cost.min() > 0:
+        ax.set_xscale("log")
+    ax.set_xlabel("parameters" if attr == "num_params" else "control latency (ms per step)")
+    ax.set_ylabel("avg regret (mean over seeds)")
+    ax.legend(fontsize=8)
+    set_title(ax, "cost against regret")
+    return fig
+
+
 ANALYSIS_PLOTS: dict[str, Callable[[PlotData, int], Any]] = {
     "goal_verdicts.png": plot_goal_verdicts,
     "scaling_curve.png": plot_scaling_curve,
+    "cost_regret.png": plot_cost_regret,
 }

@@ -345,6 +345,7 @@ def test_empty_evidence_still_draws_labelled_placeholders(tmp_path):
         "regret_vs_buffer_size.png": ["no evidence yet"], "goal_regret_heatmap.png": ["no per-goal regret yet"],
         "val_mse_vs_capacity.png": ["no world_model/val_mse yet"], "regret_by_epoch.png": ["no evidence yet"],
         "goal_verdicts.png": ["no per-goal regret yet"], "scaling_curve.png": ["no width ladder yet"],
+        "cost_regret.png": ["no capacity has both a num_params and a regret yet"],
     }  # fmt: skip
     assert not any(_lines(fig.axes[0]) for fig in figs.values())
 
@@ -450,3 +451,16 @@ def test_an_env_without_a_transition_slice_gets_one_from_its_own_steps():
     half_x, half_y = (xs[1] - xs[0]) / 2, (ys[1] - ys[0]) / 2
     assert np.all(np.abs(obs[cells, 0] - xs[cells % 8]) <= half_x + 1e-6)
     assert np.all(np.abs(obs[cells, 1] - ys[cells // 8]) <= half_y + 1e-6)
+
+
+def test_the_pareto_front_equals_a_brute_force_search():
+    from augnes_jax.dashboard_scaling import pareto_front
+
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        n = int(rng.integers(1, 12))
+        cost = rng.integers(0, 5, n).astype(float)  # ties on purpose
+        regret = rng.integers(0, 5, n).astype(float)
+        expected = [not any(cost[j] <= cost[i] and regret[j] <= regret[i] and (cost[j] < cost[i] or regret[j] < regret[i])
+                            for j in range(n)) for i in range(n)]
+        assert pareto_front(cost, regret).tolist() == expected
