@@ -22,7 +22,7 @@ import pytest
 from augnes_jax import checkpoint as ckpt
 from augnes_jax import infer
 from augnes_jax.config import ConfigError, load_config
-from augnes_jax.evidence import DIVERGED_TAG
+from augnes_jax.evidence import DIVERGED_TAG, LATENCY_TAG
 from augnes_jax.sweep import Sweep
 from augnes_jax.tensorboard_io import TensorBoardReader
 from augnes_jax.variants import VARIANT_RE, all_variants, build_buckets
@@ -109,9 +109,10 @@ def run_runner(factory, mode: str, run_dir: Path, *extra: str) -> tuple[subproce
 
 
 def _tb_scalars(run_dir: Path) -> dict:
+    """Every TensorBoard scalar but the measured control latency (a wall-clock time, like ``ts``)."""
     reader = TensorBoardReader(run_dir / "tb").reload()
     return {(run, tag): tuple(map(tuple, reader.scalars(run, tag)[:2])) for run in reader.runs()
-            for tag in reader.tags(run)}
+            for tag in reader.tags(run) if tag != LATENCY_TAG}
 
 
 def _json_artifacts(run_dir: Path) -> dict:
