@@ -16,7 +16,7 @@ import numpy as np
 from augnes_jax.aggregates import robust_aggregates
 from augnes_jax.diagnosis import diagnose
 from augnes_jax.evidence import VariantEvidence
-from augnes_jax.scaling import scaling_curve, summarize_cost
+from augnes_jax.scaling import add_gain_per_cost, scaling_curve, summarize_cost
 
 __all__ = ["COSTS", "MULTIPLE_COMPARISONS", "STATISTICS", "AnalysisSettings", "analyze", "latency_cost"]
 
@@ -137,11 +137,4 @@ def latency_cost(scaling: Mapping[str, Any] | None, evidence: Sequence[VariantEv
         out["why"] = f"hidden_dim {nxt} was not run: its latency is not measured"
     else:
         out["why"] = f"measured at hidden_dim {start} and {nxt}"
-    gain, ci = scaling.get("predicted_next_gain"), scaling.get("predicted_next_gain_ci95")
-    if c_from is not None and c_next is not None and c_next > c_from and gain is not None:
-        extra = c_next - c_from
-        out["gain_per_cost"] = gain / extra
-        out["gain_per_cost_ci95"] = [ci[0] / extra, ci[1] / extra]
-        if epsilon_per_cost is not None:
-            out["worth_it"] = bool(scaling.get("trusted") and ci[0] / extra > epsilon_per_cost)
-    return out
+    return add_gain_per_cost(out, scaling, c_from, c_next, epsilon_per_cost)

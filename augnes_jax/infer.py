@@ -178,24 +178,17 @@ def run(argv: list[str] | None = None) -> dict:
     predictor = load_world_model(args.run_dir, variant=args.variant, step=args.step)
     _check_width(obs, predictor.obs_dim, "--obs-file" if batch else "--obs", "obs_dim")
     _check_width(action, predictor.act_dim, "--action-file" if batch else "--action", "act_dim")
+    base = {"variant": predictor.variant, "hidden_dim": predictor.hidden_dim, "step": predictor.step}
     if not predictor.learn_reward:
         delta = np.asarray(predictor.predict_delta(obs, action), np.float64)
-        return {
-            "variant": predictor.variant,
-            "hidden_dim": predictor.hidden_dim,
-            "step": predictor.step,
-            "delta": delta.tolist(),
-            "next_obs": (obs.astype(np.float64) + delta).tolist(),
-        }
+        return {**base, "delta": delta.tolist(), "next_obs": (obs.astype(np.float64) + delta).tolist()}
     goals = _check_goals(goals, predictor.num_goals, "--goal-file" if args.goal_file else "--goal-id")
     if batch:
         goals = np.broadcast_to(goals, obs.shape[:1])
     delta = np.asarray(predictor.predict_delta(obs, action, goals), np.float64)
     _, reward, terminal = predictor.predict_step(obs, action, goals)
     return {
-        "variant": predictor.variant,
-        "hidden_dim": predictor.hidden_dim,
-        "step": predictor.step,
+        **base,
         "delta": delta.tolist(),
         "next_obs": (obs.astype(np.float64) + delta).tolist(),
         "goal_id": goals.tolist(),

@@ -230,6 +230,15 @@ def summarize_cost(scaling: Mapping[str, Any] | None, *, measure: str, flops_per
     c_next = None if c_next is None else c_next * scale
     out: dict[str, Any] = {"measure": measure, "recommended": c_from, "next": c_next, "gain_per_cost": None,
                            "gain_per_cost_ci95": None, "epsilon_per_cost": epsilon_per_cost, "worth_it": None}  # fmt: skip
+    return add_gain_per_cost(out, scaling, c_from, c_next, epsilon_per_cost)
+
+
+def add_gain_per_cost(out: dict[str, Any], scaling: Mapping[str, Any], c_from: float | None, c_next: float | None,
+                      epsilon_per_cost: float | None) -> dict[str, Any]:  # fmt: skip
+    """Returns ``out`` with the predicted next gain per unit of extra cost, its interval and ``worth_it``.
+
+    They stay as they are unless both costs are known and the next one is larger.
+    """
     gain, ci = scaling.get("predicted_next_gain"), scaling.get("predicted_next_gain_ci95")
     if c_from is not None and c_next is not None and c_next > c_from and gain is not None:
         extra = c_next - c_from
