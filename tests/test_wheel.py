@@ -46,3 +46,36 @@ def test_the_wheel_ships_every_config_and_loads_the_checkouts_default(wheel, tmp
     assert Path(got["file"]).is_relative_to(target)
     assert got["cfg"] == to_dict(load_config())
     assert got["cfg"]["meta"]["epsilon"] == load_config().meta.epsilon
+
+
+@pytest.mark.timeout(600)
+def test_a_fresh_venv_with_the_wheel_runs_the_default_sweep_and_saves_the_checkouts_config(wheel, tmp_path):
+    """``pip install`` of the wheel into a new venv outside the checkout; ``sweep epochs=1`` there."""
+    import sysconfig
+    import venv
+
+    env_dir = tmp_path / "venv"
+    venv.EnvBuilder(with_pip=False).create(env_dir)
+    python = env_dir / "bin" / "python"
+    site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               capture_output=True, text=True, check=True).stdout.strip())
+    # the dependencies come from this interpreter's environment, which the new venv only appends
+    # to its path: augnes_jax itself is found only as the installed wheel
+    (site / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)],
+                   check=True, capture_output=True, timeout=240)
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "JAX_PLATFORMS": "cpu"}
+    where = subprocess.run([str(python), "-c", "import augnes_jax; print(augnes_jax.__file__)"], cwd=work, env=env,
+                           capture_output=True, text=True, check=True).stdout.strip()
+    assert Path(where).is_relative_to(site)
+    run = subprocess.run([str(python), "-m", "augnes_jax.sweep", "epochs=1", "--run-dir", "run", "--no-progress"],
+                         cwd=work, env=env, capture_output=True, text=True, timeout=540)
+    assert run.returncode == 0, run.stderr[-2000:]
+    from augnes_jax.config import to_yaml
+
+    # what a run in the checkout saves for the same command line
+    assert (work / "run" / "config.yaml").read_text() == to_yaml(load_config(None, ["epochs=1"]))
+    for name in ("judgments.jsonl", "strategy_stats.json", "world_model_stats.json", "decision.json"):
+        assert (work / "run" / name).is_file(), name
