@@ -48,6 +48,8 @@ class HostState:
       collection: per variant the collection share of each selected goal, one row per epoch.
       wm_stats: the world-model statistics of every variant and epoch.
       verdicts: the latest decision's verdict per goal (``regret.goal_sampling=diagnosis``).
+      verdicts_at: every decision's verdicts by the epoch it was made at (diagnosis mode only),
+        so that a resumed run collects by the verdicts of the epoch before its start.
     """
 
     buckets: list[Bucket]
@@ -59,6 +61,7 @@ class HostState:
     episodes: dict[str, tuple[np.ndarray, np.ndarray]] = dataclasses.field(default_factory=dict)
     collection: dict[str, list[list[float]]] = dataclasses.field(default_factory=dict)
     verdicts: dict[int, str] = dataclasses.field(default_factory=dict)
+    verdicts_at: dict[int, dict[int, str]] = dataclasses.field(default_factory=dict)
 
     @property
     def variants(self) -> list[Variant]:
@@ -219,14 +222,19 @@ def snapshot(host: HostState) -> HostState:
     return HostState(buckets=list(host.buckets), wm_stats=copy.deepcopy(host.wm_stats),
                      diverged=set(host.diverged), diverged_at=dict(host.diverged_at), growth=list(host.growth),
                      ledger=dict(host.ledger), episodes=dict(host.episodes),
-                     collection={k: list(v) for k, v in host.collection.items()}, verdicts=dict(host.verdicts))
+                     collection={k: list(v) for k, v in host.collection.items()}, verdicts=dict(host.verdicts),
+                     verdicts_at=dict(host.verdicts_at))
 
 
 def state_record(host: HostState, epoch: int, flop_fraction: float) -> dict[str, Any]:
     """Returns ``sweep_state.json``'s content after ``epoch``: what a resume gives back to the host."""
-    return {"schema": 1, "epoch": epoch,
-            "diverged": {d: host.diverged_at.get(d, epoch) for d in sorted(host.diverged)},
-            "collection": host.collection, "growth": host.growth, "useful_flop_fraction": flop_fraction}
+    record = {"schema": 1, "epoch": epoch,
+              "diverged": {d: host.diverged_at.get(d, epoch) for d in sorted(host.diverged)},
+              "collection": host.collection, "growth": host.growth, "useful_flop_fraction": flop_fraction}
+    if host.verdicts_at:  # regret.goal_sampling=diagnosis
+        record["verdicts"] = {str(e): {str(g): v for g, v in sorted(vs.items())}
+                              for e, vs in sorted(host.verdicts_at.items())}
+    return record
 
 
 def rebuild_ledger(variant: Sequence[str], epoch: Sequence[int], episode: Sequence[int], goal_id: Sequence[int],

@@ -168,6 +168,15 @@ def _sweep_state(run_dir: Path, start: int) -> tuple[dict[str, int], list[dict],
     return diverged_at, growth, collection
 
 
+def _verdicts(path: Path, start: int) -> dict[int, dict[int, str]]:
+    """Returns the per-goal verdicts ``sweep_state.json`` holds of the decisions before ``start``."""
+    try:
+        saved = files.read_json(path).get("verdicts", {})
+        return {int(e): {int(g): str(v) for g, v in vs.items()} for e, vs in saved.items() if int(e) < start}
+    except (ValueError, TypeError, AttributeError) as e:
+        raise SweepError(f"cannot resume: {path} is not a sweep state (verdicts: {e})") from None
+
+
 def restore(run_dir: Path, cfg: Config, host: HostState, num_goals: int, primary: bool) -> Restored:
     """Returns where a resumed run starts, after restoring ``host`` and truncating the run's records.
 
@@ -186,6 +195,8 @@ def restore(run_dir: Path, cfg: Config, host: HostState, num_goals: int, primary
     if (run_dir / "sweep_state.json").exists():
         host.diverged_at, host.growth, host.collection = _sweep_state(run_dir, start)
         host.diverged = set(host.diverged_at)
+        host.verdicts_at = _verdicts(run_dir / "sweep_state.json", start)
+        host.verdicts = host.verdicts_at[max(host.verdicts_at)] if host.verdicts_at else {}
     judgments_path = run_dir / "judgments.jsonl"
     lines, kept = kept_judgments(judgments_path, start)
     if primary and judgments_path.exists():

@@ -220,6 +220,32 @@ def test_the_sweep_collects_by_its_latest_decisions_verdicts(trap_run):
         np.testing.assert_allclose(sweep._goal_probs(v), np.asarray(weight) / sum(weight), rtol=0, atol=1e-15)
 
 
+def _judgment_rows(run) -> list[dict]:
+    volatile = ("generated_at", "ts", "source", "run")
+    rows = [json.loads(x) for x in (run / "judgments.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k not in volatile} for r in rows]
+
+
+def test_a_resumed_diagnosis_run_collects_by_the_verdicts_of_the_epoch_before_its_start(trap_run, tmp_path):
+    run, cfg, _, _ = trap_run
+    short = load_config(None, OVERRIDES + ["epochs=1", "checkpoint.enabled=true"])
+    part = tmp_path / "part"
+    Sweep(short, part, env=TrapGrid(), progress=False).run()
+    first = {int(g): d["verdict"] for g, d in json.loads((part / "decision.json").read_text())["goals"].items()}
+    assert first and json.loads((part / "sweep_state.json").read_text())["verdicts"] == {
+        "0": {str(g): v for g, v in sorted(first.items())}}
+    longer = load_config(None, OVERRIDES + ["checkpoint.enabled=true"])
+    resumed = Sweep(longer, part, env=TrapGrid(), resume=True, allow_changed=("epochs",), progress=False)
+    # restored before epoch 1 collects: the verdicts of the decision at epoch 0, not uniform
+    assert resumed.start_epoch == 1 and resumed.host.verdicts == first
+    resumed.run()
+    # and the run goes on as the uninterrupted one did
+    assert _judgment_rows(part) == _judgment_rows(run)
+    state = json.loads((part / "sweep_state.json").read_text())
+    assert state["collection"] == json.loads((run / "sweep_state.json").read_text())["collection"]
+    assert set(state["verdicts"]) == {"0", "1"}
+
+
 def test_verdicts_come_from_the_decisions_goals():
     decision = SimpleNamespace(analysis={"goals": {"0": {"verdict": "data_limited"}, "2": {"verdict": "solved"}}})
     assert goal_verdicts(decision) == {0: "data_limited", 2: "solved"}
