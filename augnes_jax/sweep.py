@@ -306,9 +306,8 @@ class Sweep:
             decision = self.capacity.consult(epoch, host.growth)
             if decision is not None:
                 writer.write_decision(epoch, decision, self.capacity.controller)
-                if self.cfg.regret.goal_sampling == "diagnosis":  # epochs never overlap then
+                if self.cfg.regret.goal_sampling == "diagnosis":  # epochs never overlap; saved for a resume
                     self.host.verdicts = self.host.verdicts_at[epoch] = goal_verdicts(decision)
-                    # before the checkpoint of this epoch: a resume after it collects by them
                     writer.write_state(self.host, epoch, self.flop_fraction)
                 expand = wants_growth(decision, self.cfg, host.growth, epoch)
         if agree(expand):  # only where capacity can grow, where the epochs do not overlap
