@@ -301,16 +301,14 @@ class Sweep:
         self.epoch_times.append(t_compute + t_io)
 
     def _decide(self, epoch: int, writer: SweepWriter, host: HostState) -> None:
-        expand = False
-        if self.primary:
-            decision = self.capacity.consult(epoch, host.growth)
-            if decision is not None:
-                writer.write_decision(epoch, decision, self.capacity.controller)
-                if self.cfg.regret.goal_sampling == "diagnosis":  # epochs never overlap; saved for a resume
-                    self.host.verdicts = self.host.verdicts_at[epoch] = goal_verdicts(decision)
-                    writer.write_state(self.host, epoch, self.flop_fraction)
-                expand = wants_growth(decision, self.cfg, host.growth, epoch)
-        if agree(expand):  # only where capacity can grow, where the epochs do not overlap
+        decision = self.capacity.consult(epoch, host.growth) if self.primary else None
+        if decision is not None:
+            writer.write_decision(epoch, decision, self.capacity.controller)
+            if self.cfg.regret.goal_sampling == "diagnosis":  # epochs never overlap; saved for a resume
+                self.host.verdicts = self.host.verdicts_at[epoch] = goal_verdicts(decision)
+                writer.write_state(self.host, epoch, self.flop_fraction)
+        # only where capacity can grow, where the epochs do not overlap
+        if agree(decision is not None and wants_growth(decision, self.cfg, host.growth, epoch)):
             self._grow(epoch, writer)
 
     def _grow(self, epoch: int, writer: SweepWriter) -> None:
