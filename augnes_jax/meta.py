@@ -40,6 +40,7 @@ from augnes_jax.evidence import (
     read_variants,
 )
 from augnes_jax.meta_report import print_explanation
+from augnes_jax.variants import parse_variant_name
 
 log = logging.getLogger(__name__)
 
@@ -315,6 +316,12 @@ def run_dir_problem(run_dir: Path) -> str | None:
         return f"RUN_DIR {run_dir}: no such directory"
     if not has_tensorboard_runs(run_dir / "tb"):
         return f"{run_dir / 'tb'}: no TensorBoard runs"
+    runs = sorted(p.name for p in (run_dir / "tb").iterdir() if p.is_dir() and not p.name.startswith("_"))
+    if runs and not any(parse_variant_name(r) is not None for r in runs):
+        shown = ", ".join(runs[:3]) + (", ..." if len(runs) > 3 else "")
+        return (f"{run_dir / 'tb'}: no run is named as a capacity variant h{{hidden_dim}}-b{{buffer_size}}-s{{seed}} "
+                f"(found {shown}); write judgments with hidden_dim, buffer_size and seed through "
+                f"`python -m augnes_jax.stats LOG --tb {run_dir / 'tb'}`")
     return None
 
 

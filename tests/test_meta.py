@@ -556,3 +556,23 @@ def test_latency_cost_on_a_ladder_step_inside_the_sweep():
     assert cost["gain_per_cost"] == pytest.approx(0.2) and cost["gain_per_cost_ci95"] == pytest.approx([0.1, 0.3])
     assert cost["worth_it"] is False
     assert latency_cost(scaling, evidence, epsilon_per_cost=0.05)["worth_it"] is True
+
+
+def test_tensorboard_runs_named_without_capacity_are_one_clear_error(tmp_path, capsys):
+    from augnes_jax.tensorboard_io import RunWriter
+
+    for name in ("small", "big"):
+        with RunWriter(tmp_path / "tb" / name) as w:
+            for step in range(3):
+                w.scalars(step, {"regret/avg": 1.0 + step})
+    with RunWriter(tmp_path / "tb" / "_reference") as w:  # the sweep's own runs do not count
+        w.scalars(0, {"regret/avg": 0.0})
+    assert meta.main([str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "no run is named as a capacity variant" in err and "found big, small)" in err
+    assert "augnes_jax.stats" in err
+    # once one run carries a capacity name, the controller reads the evidence as before
+    with RunWriter(tmp_path / "tb" / variant_name(8, 100, 0)) as w:
+        w.scalars(0, {"regret/avg": 1.0})
+    assert meta.run_dir_problem(tmp_path) is None
