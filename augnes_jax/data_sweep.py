@@ -45,10 +45,10 @@ from augnes_jax.clock import utc_now
 from augnes_jax.config import Config, to_yaml
 from augnes_jax.epoch import init_bucket_buffers, init_bucket_states
 from augnes_jax.errors import ConfigError
+from augnes_jax.memory_check import check_data_memory, estimate_data_bytes
 from augnes_jax.sampling import INIT, TRAIN, variant_keys
 from augnes_jax.sweep_setup import check_writable, resolve_run_dir
 from augnes_jax.tensorboard_io import RunWriter
-from augnes_jax.memory_check import check_data_memory, estimate_data_bytes
 from augnes_jax.transitions import Transitions
 from augnes_jax.transitions_stream import plan_split, read_kept, scan_file
 from augnes_jax.variants import Bucket, build_buckets, variant_num_params
