@@ -18,6 +18,7 @@ for consecutive row ranges. Only one chunk of each array is in memory at a time.
 
 from __future__ import annotations
 
+import contextlib
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -97,8 +98,8 @@ class NpzSource:
         The specs must have passed :func:`check_specs` (every array has ``num_rows`` rows).
         """
         try:
-            with zipfile.ZipFile(self.path) as archive:
-                readers = {name: self._reader(archive, name) for name in self.specs}
+            with zipfile.ZipFile(self.path) as archive, contextlib.ExitStack() as streams:
+                readers = {name: self._reader(archive, name, streams) for name in self.specs}
                 for start in range(0, self.num_rows, rows):
                     count = min(rows, self.num_rows - start)
                     yield start, {name: read(start, count) for name, read in readers.items()}
@@ -107,7 +108,7 @@ class NpzSource:
                 raise
             raise _unreadable(self.path, ".npz", e) from None
 
-    def _reader(self, archive: zipfile.ZipFile, name: str):
+    def _reader(self, archive: zipfile.ZipFile, name: str, opened: contextlib.ExitStack):
         info, offset, fortran = self._layout[name]
         spec = self.specs[name]
         n, width = spec.shape[0], int(np.prod(spec.shape[1:], dtype=np.int64))
@@ -115,7 +116,7 @@ class NpzSource:
         columns = range(width) if fortran else [0]
         streams = []
         for j in columns:  # a Fortran-ordered [N, k] array stores column j at offset + j * N * size
-            stream = archive.open(info)
+            stream = opened.enter_context(archive.open(info))
             stream.seek(offset + j * n * size)
             streams.append(stream)
 

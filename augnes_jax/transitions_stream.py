@@ -28,6 +28,7 @@ from typing import NamedTuple
 import numpy as np
 
 from augnes_jax.transitions import (
+    DataError,
     RowChecks,
     Transitions,
     check_specs,
@@ -235,6 +236,8 @@ def read_kept(scan: FileScan, plan: SplitPlan, *, keep_train_rows: int, max_eval
     """Reads the file a second time and returns what a data run keeps of it (see the module doc)."""
     source = open_source(scan.path)
     check_specs(scan.path, source.specs)
+    if source.num_rows != scan.file_rows or tuple(source.specs) != scan.names:
+        raise DataError(f"data error: {scan.path}: the file changed while it was being read")
     keep = min(keep_train_rows, plan.train_rows)
     first_kept = plan.train_rows - keep
     train, evals = _empty(scan, keep), _empty(scan, min(max_eval_rows, plan.held_out_rows))

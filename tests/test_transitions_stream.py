@@ -243,10 +243,14 @@ def test_reading_a_large_file_holds_a_fraction_of_it(tmp_path):
 
 
 @pytest.mark.parametrize("name,expected", [("text", "cannot read as .npz"), ("npy", "not an .npz archive"),
-                                           ("none", "no such file"), ("truncated", "ends at row")])
+                                           ("none", "no such file"), ("truncated", "ends at row"),
+                                           ("parquet", "cannot read as Parquet")])
 def test_unreadable_files_are_data_errors(tmp_path, arrays, name, expected):
     path = tmp_path / f"{name}.npz"
-    if name == "text":
+    if name == "parquet":
+        path = tmp_path / "text.parquet"
+        path.write_text("not a Parquet file")
+    elif name == "text":
         path.write_text("not a zip")
     elif name == "npy":
         np.save(tmp_path / "x.npy", arrays["obs"])
