@@ -25,7 +25,7 @@ from augnes_jax.transitions import (
 )
 from augnes_jax.transitions_stream import _Windows, plan_split, read_kept, scan_file
 from augnes_jax.variants import build_buckets
-from tests.test_transitions import reacher_transitions
+from tests.test_transitions import bad_cases, reacher_transitions
 
 
 @pytest.fixture(scope="module")
@@ -272,3 +272,14 @@ def _cut_member(src, dst, member):
         for info in a.infolist():
             data = a.read(info)
             b.writestr(info.filename, data[:-40] if info.filename == member else data)
+
+
+@pytest.mark.parametrize("case", sorted(bad_cases(reacher_transitions(2, 10))))
+def test_chunked_checks_say_what_reading_whole_says(tmp_path, arrays, case):
+    data, expected = bad_cases(arrays)[case]
+    path = write(tmp_path / "bad.npz", data, "npz")
+    with pytest.raises(DataError) as whole:
+        load_transitions(path)
+    with pytest.raises(DataError) as chunked:
+        scan_file(path, chunk_rows=7, drop_nonfinite=False)
+    assert str(chunked.value) == str(whole.value) and expected in str(chunked.value)
