@@ -1,4 +1,10 @@
-"""Will a sweep's variants fit in memory? An estimate of their bytes and the check (shell layer)."""
+"""Will a sweep's variants fit in memory? An estimate of their bytes and the check (shell layer).
+
+The environment-driven sweep counts buffers, parameters, optimizer state and collected
+transitions; a data-only sweep (:func:`estimate_data_bytes`) counts buffers, parameters and
+optimizer state, the rows it keeps of its file, the evaluation arrays and one chunk. Either is
+compared with the default device's available memory (the host's on CPU) and refused above 0.8 of it.
+"""
 
 from __future__ import annotations
 

@@ -222,8 +222,9 @@ class _Windows:
                 held[slot[hit[last]]] = new[hit[last]]
 
     def result(self, d: int, a: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        parts = self.store if self.store is not None else [
-            np.concatenate(xs) for xs in zip(*self.parts, strict=True)] if self.parts else None
+        parts = self.store
+        if parts is None and self.parts:
+            parts = [np.concatenate(xs) for xs in zip(*self.parts, strict=True)]
         if parts is None:
             return (np.zeros((0, self.length + 1, d), np.float32), np.zeros((0, self.length, a), np.float32),
                     np.zeros(0, np.int32))
