@@ -134,6 +134,8 @@ class DataConfig:
     drop_nonfinite: bool = False  # drop rows holding NaN/Inf instead of refusing the file
     holdout_fraction: float = 0.2  # share of episodes (rows without episode ids) held out for validation
     relative: bool = True  # compare relative rather than absolute val-MSE gains with meta.epsilon
+    chunk_rows: int = 65536  # rows read from the file at a time
+    max_eval_rows: int = 100_000  # held-out rows evaluated on (a seeded uniform sample when more)
 
 
 @dataclass(frozen=True)
@@ -447,5 +449,7 @@ def _check_data(cfg: Config) -> None:
         raise ConfigError("data.path", "must name a file")
     if not 0 < d.holdout_fraction < 1:
         raise ConfigError("data.holdout_fraction", f"must be in (0, 1), got {d.holdout_fraction}")
+    _positive("data.chunk_rows", d.chunk_rows)
+    _positive("data.max_eval_rows", d.max_eval_rows)
     if d.path is not None and cfg.variants.capacity_mode != "fixed":
         raise ConfigError("variants.capacity_mode", "a sweep on data.path compares fixed hidden_dims; set it to fixed")

@@ -4,12 +4,17 @@ With ``data.path`` set, every ``hidden_dim x buffer_size x seed`` variant of the
 the file's training rows, one ``jax.vmap`` per width bucket, with the same world model, ring
 buffer, keys and evaluation as the environment-driven sweep:
 
+- The file (``.npz`` or ``.parquet``) is read from disk ``data.chunk_rows`` rows at a time, twice
+  (:mod:`augnes_jax.transitions_stream`): the host never holds it whole.
 - The held-out split takes whole episodes when the file has episode ids (else rows), seeded by
   ``seed``. Each variant's ring buffer is filled once with the training rows in file order, so a
-  variant keeps the ``buffer_size`` most recent of them.
+  variant keeps the ``buffer_size`` most recent of them: only the largest buffer_size's worth of
+  training rows is kept from the file.
 - Every epoch trains ``world_model.train_steps_per_epoch`` minibatch steps, then measures the
   one-step error on the held-out rows (validation MSE, per dimension, per goal) and the open-loop
-  k-step error on held-out sequences that are contiguous within an episode.
+  k-step error on held-out sequences that are contiguous within an episode; beyond
+  ``data.max_eval_rows`` held-out rows (``max_eval_rows // K`` sequences) a seeded uniform sample
+  of them. ``decision.json``'s ``data`` block says how many of each were used.
 - With ``world_model.reward=learned`` (the file must have ``reward``; ``terminated`` is optional)
   the models also learn goal-conditioned reward and termination heads, whose held-out errors
   (``reward_mse``, ``termination_bce``, ``termination_accuracy``) join the statistics.
@@ -19,7 +24,8 @@ buffer, keys and evaluation as the environment-driven sweep:
   seeds, relative by default) to the next width is below ``meta.epsilon`` is kept; when every
   width still gains that much, the answer is to expand.
 
-The file is read and checked before the run directory is created: bad data writes nothing.
+The file is read and checked, and the run's memory estimated (and refused above 0.8 of what is
+available), before the run directory is created: bad data writes nothing.
 """
 
 from __future__ import annotations
@@ -39,16 +45,12 @@ from augnes_jax.clock import utc_now
 from augnes_jax.config import Config, to_yaml
 from augnes_jax.epoch import init_bucket_buffers, init_bucket_states
 from augnes_jax.errors import ConfigError
+from augnes_jax.memory_check import check_data_memory, estimate_data_bytes
 from augnes_jax.sampling import INIT, TRAIN, variant_keys
 from augnes_jax.sweep_setup import check_writable, resolve_run_dir
 from augnes_jax.tensorboard_io import RunWriter
-from augnes_jax.transitions import (
-    Transitions,
-    contiguous_windows,
-    load_transitions,
-    split_by_episode,
-    window_starts,
-)
+from augnes_jax.transitions import Transitions
+from augnes_jax.transitions_stream import plan_split, read_kept, scan_file
 from augnes_jax.variants import Bucket, build_buckets, variant_num_params
 from augnes_jax.world_model import head_sizes, jitted_train_epoch, make_world_model
 from augnes_jax.world_model_eval import k_step_errors, one_step_errors
@@ -63,7 +65,11 @@ SCHEMA = 1
 
 @dataclasses.dataclass(frozen=True)
 class DataRun:
-    """A checked data-only sweep: its config, its data split and its sequences."""
+    """A checked data-only sweep: its config and what it keeps of the file.
+
+    ``train`` holds the last ``min(max buffer_size, train_rows)`` training rows (all a ring buffer
+    keeps), ``held_out`` the held-out rows evaluated on (``eval_rows`` of ``held_out_rows``).
+    """
 
     cfg: Config
     train: Transitions
@@ -74,26 +80,50 @@ class DataRun:
     goal_seq: np.ndarray  # [M] each sequence's goal (its first row's)
     split: str  # "episode" or "row"
     rows: int  # rows kept from the file
+    train_rows: int  # training rows in the file (the buffers are filled with all of them, in order)
+    held_out_rows: int  # held-out rows in the file
+    windows: int  # held-out k-step sequences in the file
+    needs_bytes: int  # the estimated memory the run needs
+
+    @property
+    def eval_rows(self) -> int:
+        """Returns the held-out rows evaluated on."""
+        return self.held_out.num_rows
 
 
 def prepare(cfg: Config) -> DataRun:
-    """Returns the checked data run of ``cfg`` (reads ``data.path``; writes nothing).
+    """Returns the checked data run of ``cfg`` (reads ``data.path`` twice, in chunks; writes nothing).
+
+    Between the passes it estimates the memory the run needs, logs it and refuses the run when
+    that is more than 0.8 of what is available.
 
     Raises:
-      DataError: the file cannot be used; ConfigError: the config does not fit the data.
+      DataError: the file cannot be used; ConfigError: the config does not fit the data;
+      SweepError: the run would not fit in memory.
     """
-    if cfg.data.path is None:
+    d = cfg.data
+    if d.path is None:
         raise ConfigError("data.path", "a data-only sweep needs a transitions file")
-    data = load_transitions(cfg.data.path, drop_nonfinite=cfg.data.drop_nonfinite)
-    if cfg.world_model.reward == "learned" and data.reward is None:
-        raise ConfigError("world_model.reward", f"learned reward heads need a 'reward' array in {cfg.data.path}")
-    train, held = split_by_episode(data, cfg.data.holdout_fraction, cfg.seed)
+    scan = scan_file(d.path, chunk_rows=d.chunk_rows, drop_nonfinite=d.drop_nonfinite)
+    if cfg.world_model.reward == "learned" and "reward" not in scan.names:
+        raise ConfigError("world_model.reward", f"learned reward heads need a 'reward' array in {d.path}")
+    plan = plan_split(scan, d.holdout_fraction, cfg.seed)
     k_max = max(cfg.world_model.k_steps)
-    obs_seq, action_seq = contiguous_windows(held, k_max)
-    goal_seq = held.goal_id[window_starts(held, k_max)]
-    return DataRun(cfg=cfg, train=train, held_out=held, num_goals=data.num_goals, obs_seq=obs_seq,
-                   action_seq=action_seq, goal_seq=goal_seq, split="episode" if data.episode_id is not None else "row",
-                   rows=data.num_rows)
+    keep = min(max(cfg.variants.buffer_sizes), plan.train_rows)
+    eval_rows = min(d.max_eval_rows, plan.held_out_rows)
+    v = cfg.variants
+    windows = min(max(1, d.max_eval_rows // k_max), plan.held_out_rows // k_max)  # at most
+    parts = estimate_data_bytes(cfg, build_buckets(v.hidden_dims, v.buffer_sizes, v.seeds, v.bucket_ratio), scan,
+                                train_rows=keep, eval_rows=eval_rows, windows=windows)
+    need, have = check_data_memory(cfg, parts)
+    log.info("data run needs about %.2f GiB%s", need / 2**30,
+             "" if have is None else f" of {have / 2**30:.2f} GiB available")
+    kept = read_kept(scan, plan, keep_train_rows=keep, max_eval_rows=d.max_eval_rows, window_length=k_max,
+                     chunk_rows=d.chunk_rows, seed=cfg.seed)
+    return DataRun(cfg=cfg, train=kept.train, held_out=kept.held_out, num_goals=scan.num_goals,
+                   obs_seq=kept.obs_seq, action_seq=kept.action_seq, goal_seq=kept.goal_seq, split=plan.split,
+                   rows=scan.rows, train_rows=plan.train_rows, held_out_rows=plan.held_out_rows,
+                   windows=kept.windows, needs_bytes=need)
 
 
 def _train_items(t: Transitions) -> dict[str, jax.Array]:
@@ -132,6 +162,9 @@ class BucketFit:
         items = _train_items(data.train)
         item = jax.tree.map(lambda x: x[0], items)
         buffers = init_bucket_buffers(item, b.max_buffer_size, jnp.asarray(capacity))
+        # the kept rows are the last of data.train_rows: a buffer that had taken every one holds them
+        # at the same slots (row i at i % capacity), so they are added after the rows left unread
+        buffers = buffers.replace(count=jnp.full_like(buffers.count, data.train_rows - data.train.num_rows))
         self.buffers = jax.jit(jax.vmap(rb.add, in_axes=(0, None)))(buffers, items)
         self.train = jitted_train_epoch(self.wm, wmc.train_steps_per_epoch)
         held, ks, num_goals = data.held_out, tuple(sorted(wmc.k_steps)), data.num_goals
@@ -189,9 +222,10 @@ class DecisionOnModelError:
             "metric": "val_mse", "epoch": self.epoch, "decision": self.decision,
             "recommended": {"hidden_dim": self.recommended_hidden_dim}, "epsilon": self.epsilon,
             "relative": self.relative, "gains": self.gains, "capacities": self.widths,
-            "data": {"path": str(data.cfg.data.path), "rows": data.rows, "train_rows": data.train.num_rows,
-                     "held_out_rows": data.held_out.num_rows, "split": data.split,
-                     "k_step_sequences": int(len(data.obs_seq))},
+            "data": {"path": str(data.cfg.data.path), "rows": data.rows, "train_rows": data.train_rows,
+                     "buffer_rows": data.train.num_rows, "held_out_rows": data.held_out_rows,
+                     "eval_rows": data.eval_rows, "split": data.split, "k_step_sequences": int(len(data.obs_seq)),
+                     "held_out_k_step_sequences": data.windows, "needs_bytes": data.needs_bytes},
             "reason": f"decided on model error: {reason}",
         }
 
@@ -244,7 +278,7 @@ def run(data: DataRun, run_dir: str | Path) -> dict[str, Any]:
                     stats.write_tb(writers[name], name, epoch)
             stats.write(run_dir / "world_model_stats.json")
             log.info("epoch %d/%d: trained %d variants on %d rows", epoch + 1, cfg.epochs, len(writers),
-                     data.train.num_rows)
+                     data.train_rows)
     finally:
         for w in writers.values():
             w.close()

@@ -6,6 +6,7 @@ import json
 
 import jax
 import numpy as np
+import polars as pl
 import pytest
 
 from augnes_jax import data_sweep, sweep
@@ -159,3 +160,39 @@ def test_learned_reward_without_rewards_in_the_file_is_one_line(tmp_path, arrays
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "world_model.reward" in err and "'reward' array" in err
     assert not out.exists()
+
+
+def parquet_bad_cases(arrays):
+    nan_obs = arrays["obs"].copy()
+    nan_obs[[7, 9, 11]] = np.nan
+    n = arrays["obs"].shape[0]
+    reward = pl.Series("reward", arrays["reward"]).scatter(13, None)
+    return {
+        "missing": (pl.DataFrame({k: v for k, v in arrays.items() if k != "next_obs"}), "missing array 'next_obs'"),
+        "width": (pl.DataFrame({**arrays, "next_obs": arrays["next_obs"][:, :4]}),
+                  f"array 'next_obs' must be [N, 6] like obs, got shape [{n}, 4]"),
+        "nan": (pl.DataFrame({**arrays, "obs": nan_obs}), "3 rows hold NaN or Inf (first: array 'obs' row 7)"),
+        "list": (pl.DataFrame({**arrays, "obs": [list(r) for r in arrays["obs"]]}),
+                 "array 'obs' is a variable-length list column"),
+        "null": (pl.DataFrame({**arrays}).with_columns(reward), "array 'reward' row 13: missing value (null)"),
+    }
+
+
+@pytest.mark.parametrize("case", ["missing", "width", "nan", "list", "null"])
+def test_bad_parquet_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys, arrays, case):
+    frame, expected = parquet_bad_cases(arrays)[case]
+    path = tmp_path / "bad.parquet"
+    frame.write_parquet(path)
+    out = tmp_path / "run"
+    assert sweep.main(["--run-dir", str(out), "--no-progress", f"data.path={path}", *SMALL]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and expected in err and str(path) in err, err
+    assert not out.exists()
+
+
+def test_decision_says_how_many_rows_were_used(run_dir):
+    data = json.loads((run_dir / "decision.json").read_text())["data"]
+    assert data["rows"] == 60 * 50 == data["train_rows"] + data["held_out_rows"]
+    assert data["held_out_rows"] == 12 * 50 == data["eval_rows"]  # round(0.2 * 60) episodes, all evaluated on
+    assert data["buffer_rows"] == min(3000, data["train_rows"]) and data["split"] == "episode"
+    assert data["k_step_sequences"] == data["held_out_k_step_sequences"] == 12 * 10
