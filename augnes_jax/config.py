@@ -130,7 +130,7 @@ class CheckpointConfig:
 class DataConfig:
     """Transitions to fit world models on (``path`` set and no environment: a data-only sweep)."""
 
-    path: str | None = None  # a .npz file of obs, action, next_obs [, goal_id, reward, terminated, episode_id]
+    path: str | None = None  # a .npz or .parquet file of obs, action, next_obs [, goal_id, reward, terminated, episode_id]
     drop_nonfinite: bool = False  # drop rows holding NaN/Inf instead of refusing the file
     holdout_fraction: float = 0.2  # share of episodes (rows without episode ids) held out for validation
     relative: bool = True  # compare relative rather than absolute val-MSE gains with meta.epsilon
