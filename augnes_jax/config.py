@@ -134,6 +134,10 @@ class DataConfig:
     drop_nonfinite: bool = False  # drop rows holding NaN/Inf instead of refusing the file
     holdout_fraction: float = 0.2  # share of episodes (rows without episode ids) held out for validation
     relative: bool = True  # compare relative rather than absolute val-MSE gains with meta.epsilon
+    # fit: world models fitted to the file alone, no env (the data-only sweep); seed: the file's rows
+    # fill every variant's replay buffer (file order: each keeps its buffer_size most recent), then
+    # the env sweep runs as without data, its collection adding to the same buffers
+    mode: str = "fit"
 
 
 @dataclass(frozen=True)
@@ -447,5 +451,8 @@ def _check_data(cfg: Config) -> None:
         raise ConfigError("data.path", "must name a file")
     if not 0 < d.holdout_fraction < 1:
         raise ConfigError("data.holdout_fraction", f"must be in (0, 1), got {d.holdout_fraction}")
-    if d.path is not None and cfg.variants.capacity_mode != "fixed":
+    if d.path is not None and d.mode == "fit" and cfg.variants.capacity_mode != "fixed":
         raise ConfigError("variants.capacity_mode", "a sweep on data.path compares fixed hidden_dims; set it to fixed")
+    _choice("data.mode", d.mode, ("fit", "seed"))
+    if d.mode == "seed" and d.path is None:
+        raise ConfigError("data.mode", "seed fills the replay buffers from data.path; set data.path")

@@ -49,7 +49,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from augnes_jax import compile_cache, data_sweep, reporting, run_lock
+from augnes_jax import buffer_seed, compile_cache, data_sweep, reporting, run_lock
 from augnes_jax.checkpoint import SweepCheckpointer
 from augnes_jax.checkpoint_meta import CheckpointWriteError
 from augnes_jax.cli import ArgumentParser, os_error_line, run_command
@@ -157,9 +157,7 @@ class Sweep:
         self.synchronous_writes = synchronous_writes
         self.env_params = self.env.default_params(cfg.env.episode_length)
         self.goal_ids = np.asarray(cfg.env.goals if cfg.env.goals is not None else range(self.env.num_goals), np.int32)
-        self.num_goals = self.env.num_goals
-        self.obs_dim = self.env.obs_dim
-        self.act_dim = self.env.action_feature_dim
+        self.num_goals, self.obs_dim, self.act_dim = self.env.num_goals, self.env.obs_dim, self.env.action_feature_dim
         self.settings = epoch_settings(cfg, self.env)
         buckets = sweep_buckets(cfg)
         self.head_extra = head_sizes(self.num_goals, self.settings.learn_reward)  # reward heads' extra in/out
@@ -172,12 +170,14 @@ class Sweep:
         self.epoch_times, self.checkpoint_times = [], []
         self.capacity = CapacityController(self.run_dir, cfg)
         check_memory(cfg, buckets, self.obs_dim, self.act_dim, self.num_devices)
+        seed = None if resume else buffer_seed.seed_items(cfg, self.env, self.settings)  # checked before writing
         check_writable(self.run_dir)
         restored = restore_run(self.run_dir, cfg, self.host, self.num_goals, self.primary) if resume else None
         self.start_epoch = 0 if restored is None else restored.start
+        seed = buffer_seed.seed_items(cfg, self.env, self.settings) if resume and self.start_epoch == 0 else seed
         self.config_changed = bool(changed)
-        self.runs = [build_bucket_run(b, cfg, self.env, self.env_params, self.goal_ids, self.settings, self.placement)
-                     for b in buckets]
+        self.runs = [build_bucket_run(b, cfg, self.env, self.env_params, self.goal_ids, self.settings, self.placement,
+                                      seed) for b in buckets]
         self.reference = make_reference_fn(self.env, self.env_params, self.settings, with_planner=True)
         self.val = make_validation_set(
             self.env, self.env_params, purpose_key(cfg.seed, VAL), self.goal_ids, cfg.world_model.val_size,
@@ -461,7 +461,7 @@ def _run_cli(args: argparse.Namespace, started: list[Path], before_write: Callab
     # a resumed run starts from its own config: only --config and overrides can change it
     cfg = load_config(args.config if args.config or saved is None else saved, args.overrides)
     compile_cache.configure(cfg.compile_cache)
-    if cfg.data.path is not None:  # transitions and no environment to drive: fit models to the data
+    if cfg.data.path is not None and cfg.data.mode == "fit":  # no environment to drive: fit models to the data
         data_sweep.run_cli(cfg, args.run_dir, prog=PROG, resume=args.resume)
         return
     if init_distributed(cfg) and not (args.run_dir or cfg.run_name):
