@@ -25,6 +25,10 @@ Usage::
 run's. The run's own ``config.yaml`` is the base; a key that an override or ``--config`` changes
 is refused unless it is named with ``--allow-change KEY``.
 
+With ``data.path`` the sweep starts from a transitions file: ``data.mode=fit`` (the default) fits
+world models to it alone (augnes_jax.data_sweep); ``data.mode=seed`` fills every variant's replay
+buffer with its rows, then runs this sweep (augnes_jax.buffer_seed); a resume restores the buffers.
+
 Scaling out (augnes_jax.distribution): every bucket's variant axis is split over a ``Mesh`` axis
 ``variant`` (``devices: auto | N``), padded up to a multiple of the device count; padded rows
 never reach an output. With ``distributed: true`` or ``JAX_COORDINATOR_ADDRESS`` set, every host
