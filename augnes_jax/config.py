@@ -128,7 +128,8 @@ class CheckpointConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Transitions to fit world models on (``path`` set and no environment: a data-only sweep)."""
+    """Transitions from a file: world models fitted to them alone (``mode: fit``, the data-only
+    sweep), or the replay buffers of an env sweep filled with them first (``mode: seed``)."""
 
     path: str | None = None  # a .npz or .parquet file of obs, action, next_obs [, goal_id, reward, terminated, episode_id]
     drop_nonfinite: bool = False  # drop rows holding NaN/Inf instead of refusing the file
@@ -136,6 +137,10 @@ class DataConfig:
     relative: bool = True  # compare relative rather than absolute val-MSE gains with meta.epsilon
     chunk_rows: int = 65536  # rows read from the file at a time
     max_eval_rows: int = 100_000  # held-out rows evaluated on (a seeded uniform sample when more)
+    # fit: world models fitted to the file alone, no env (the data-only sweep); seed: the file's rows
+    # fill every variant's replay buffer (file order: each keeps its buffer_size most recent), then
+    # the env sweep runs as without data, its collection adding to the same buffers
+    mode: str = "fit"
 
 
 @dataclass(frozen=True)
@@ -451,5 +456,8 @@ def _check_data(cfg: Config) -> None:
         raise ConfigError("data.holdout_fraction", f"must be in (0, 1), got {d.holdout_fraction}")
     _positive("data.chunk_rows", d.chunk_rows)
     _positive("data.max_eval_rows", d.max_eval_rows)
-    if d.path is not None and cfg.variants.capacity_mode != "fixed":
+    if d.path is not None and d.mode == "fit" and cfg.variants.capacity_mode != "fixed":
         raise ConfigError("variants.capacity_mode", "a sweep on data.path compares fixed hidden_dims; set it to fixed")
+    _choice("data.mode", d.mode, ("fit", "seed"))
+    if d.mode == "seed" and d.path is None:
+        raise ConfigError("data.mode", "seed fills the replay buffers from data.path; set data.path")

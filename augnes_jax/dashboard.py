@@ -16,6 +16,10 @@
   for the best and the smallest model (needs checkpoints and the environment's
   ``transition_slice``; skipped with a warning when they are not available).
 
+A data-only run (``decision.json`` says ``"decided_on": "model_error"``) has no regret: it gets
+the model-error plots of :mod:`augnes_jax.dashboard_model_error` instead (``DATA_PLOTS``), which
+draw what its decision used.
+
 The data come from the TensorBoard runs through the MetaJudgmentController's reader (the same
 evidence windows it decides on); ``strategy_stats.json`` fills the goal heatmap when the runs
 carry no per-goal tags. Capacity axes are logarithmic and the controller's recommended capacity
@@ -34,7 +38,7 @@ from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
-from augnes_jax import files
+from augnes_jax import dashboard_model_error, files
 from augnes_jax.cli import ArgumentParser, non_negative_float, run_command
 from augnes_jax.dashboard_plots import EVIDENCE_PLOTS, PlotData
 from augnes_jax.dashboard_scaling import ANALYSIS_PLOTS
@@ -49,10 +53,11 @@ from augnes_jax.meta import MetaJudgmentController, run_dir_problem, run_setting
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PLOTS", "figures", "main", "render"]
+__all__ = ["DATA_PLOTS", "PLOTS", "figures", "main", "render"]
 
 TRANSITION_PLOT = "transition_pattern.png"
 PLOTS = (*EVIDENCE_PLOTS, *ANALYSIS_PLOTS, TRANSITION_PLOT)
+DATA_PLOTS = dashboard_model_error.MODEL_ERROR_PLOTS  # a data-only run's, decided on model error
 
 
 def _save(fig, path: Path) -> Path:
@@ -91,8 +96,11 @@ def figures(
 
     Nothing is written. ``transition_pattern.png`` is left out when its sources are not
     available. ``names`` (PNG names of ``PLOTS``) limits which figures are drawn; the other
-    arguments are those of :func:`render`.
+    arguments are those of :func:`render`. A data-only run gets its ``DATA_PLOTS`` instead
+    (:func:`augnes_jax.dashboard_model_error.figures`; ``names`` then name those).
     """
+    if controller is None and dashboard_model_error.decided_on_model_error(run_dir):
+        return dashboard_model_error.figures(run_dir, dpi=dpi, names=names)
     wanted = set(PLOTS if names is None else names)
     if unknown := wanted - set(PLOTS):
         raise ValueError(f"unknown dashboard figures: {sorted(unknown)}")

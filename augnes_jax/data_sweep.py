@@ -56,7 +56,7 @@ from augnes_jax.world_model import head_sizes, jitted_train_epoch, make_world_mo
 from augnes_jax.world_model_eval import k_step_errors, one_step_errors
 from augnes_jax.world_model_stats import WorldModelStats
 
-__all__ = ["BucketFit", "DataRun", "DecisionOnModelError", "decide_on_model_error", "make_fits", "prepare", "run",
+__all__ = ["BucketFit", "buffer_items", "DataRun", "DecisionOnModelError", "decide_on_model_error", "make_fits", "prepare", "run",
            "run_cli"]
 
 log = logging.getLogger(__name__)
@@ -126,7 +126,7 @@ def prepare(cfg: Config) -> DataRun:
                    windows=kept.windows, needs_bytes=need)
 
 
-def _train_items(t: Transitions) -> dict[str, jax.Array]:
+def buffer_items(t: Transitions) -> dict[str, jax.Array]:
     """Returns the buffer items of `t`: the sweep's item layout, with reward and terminated zero when absent."""
     n = t.num_rows
     reward = np.zeros(n, np.float32) if t.reward is None else t.reward
@@ -159,7 +159,7 @@ class BucketFit:
                                    wmc.batch_size, num_goals=data.num_goals, learn_reward=heads)
         self.seeds, hidden, capacity = _bucket_arrays(b)
         self.states = init_bucket_states(self.wm, variant_keys(cfg.seed, self.seeds, INIT, 0), jnp.asarray(hidden))
-        items = _train_items(data.train)
+        items = buffer_items(data.train)
         item = jax.tree.map(lambda x: x[0], items)
         buffers = init_bucket_buffers(item, b.max_buffer_size, jnp.asarray(capacity))
         # the kept rows are the last of data.train_rows: a buffer that had taken every one holds them

@@ -25,6 +25,10 @@ Usage::
 run's. The run's own ``config.yaml`` is the base; a key that an override or ``--config`` changes
 is refused unless it is named with ``--allow-change KEY``.
 
+With ``data.path`` the sweep starts from a transitions file: ``data.mode=fit`` (the default) fits
+world models to it alone (augnes_jax.data_sweep); ``data.mode=seed`` fills every variant's replay
+buffer with its rows, then runs this sweep (augnes_jax.buffer_seed); a resume restores the buffers.
+
 Scaling out (augnes_jax.distribution): every bucket's variant axis is split over a ``Mesh`` axis
 ``variant`` (``devices: auto | N``), padded up to a multiple of the device count; padded rows
 never reach an output. With ``distributed: true`` or ``JAX_COORDINATOR_ADDRESS`` set, every host
@@ -49,7 +53,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from augnes_jax import compile_cache, data_sweep, reporting, run_lock
+from augnes_jax import buffer_seed, compile_cache, data_sweep, reporting, run_lock
 from augnes_jax.checkpoint import SweepCheckpointer
 from augnes_jax.checkpoint_meta import CheckpointWriteError
 from augnes_jax.cli import ArgumentParser, os_error_line, run_command
@@ -157,9 +161,7 @@ class Sweep:
         self.synchronous_writes = synchronous_writes
         self.env_params = self.env.default_params(cfg.env.episode_length)
         self.goal_ids = np.asarray(cfg.env.goals if cfg.env.goals is not None else range(self.env.num_goals), np.int32)
-        self.num_goals = self.env.num_goals
-        self.obs_dim = self.env.obs_dim
-        self.act_dim = self.env.action_feature_dim
+        self.num_goals, self.obs_dim, self.act_dim = self.env.num_goals, self.env.obs_dim, self.env.action_feature_dim
         self.settings = epoch_settings(cfg, self.env)
         buckets = sweep_buckets(cfg)
         self.head_extra = head_sizes(self.num_goals, self.settings.learn_reward)  # reward heads' extra in/out
@@ -172,12 +174,14 @@ class Sweep:
         self.epoch_times, self.checkpoint_times = [], []
         self.capacity = CapacityController(self.run_dir, cfg)
         check_memory(cfg, buckets, self.obs_dim, self.act_dim, self.num_devices)
+        seed = None if resume else buffer_seed.seed_items(cfg, self.env, self.settings)  # checked before writing
         check_writable(self.run_dir)
         restored = restore_run(self.run_dir, cfg, self.host, self.num_goals, self.primary) if resume else None
         self.start_epoch = 0 if restored is None else restored.start
+        seed = buffer_seed.seed_items(cfg, self.env, self.settings) if resume and self.start_epoch == 0 else seed
         self.config_changed = bool(changed)
-        self.runs = [build_bucket_run(b, cfg, self.env, self.env_params, self.goal_ids, self.settings, self.placement)
-                     for b in buckets]
+        self.runs = [build_bucket_run(b, cfg, self.env, self.env_params, self.goal_ids, self.settings, self.placement,
+                                      seed) for b in buckets]
         self.reference = make_reference_fn(self.env, self.env_params, self.settings, with_planner=True)
         self.val = make_validation_set(
             self.env, self.env_params, purpose_key(cfg.seed, VAL), self.goal_ids, cfg.world_model.val_size,
@@ -460,7 +464,7 @@ def _run_cli(args: argparse.Namespace, started: list[Path], before_write: Callab
     # a resumed run starts from its own config: only --config and overrides can change it
     cfg = load_config(args.config if args.config or saved is None else saved, args.overrides)
     compile_cache.configure(cfg.compile_cache)
-    if cfg.data.path is not None:  # transitions and no environment to drive: fit models to the data
+    if cfg.data.path is not None and cfg.data.mode == "fit":  # no environment to drive: fit models to the data
         data_sweep.run_cli(cfg, args.run_dir, prog=PROG, resume=args.resume)
         return
     if init_distributed(cfg) and not (args.run_dir or cfg.run_name):

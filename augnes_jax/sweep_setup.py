@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from augnes_jax import buffer as rb
 from augnes_jax import envs as envs_lib
 from augnes_jax.config import Config, ConfigError, check_goals
 from augnes_jax.distribution import Placement, pad_rows, shard_bucket_fns
@@ -114,8 +115,12 @@ class BucketRun:
 
 
 def build_bucket_run(b: Bucket, cfg: Config, env: Any, env_params: Any, goal_ids: np.ndarray,
-                     settings: EpochSettings, placement: Placement) -> BucketRun:
-    """Returns bucket ``b``'s jitted functions and its freshly initialised, placed device state."""
+                     settings: EpochSettings, placement: Placement, seed: dict | None = None) -> BucketRun:
+    """Returns bucket ``b``'s jitted functions and its freshly initialised, placed device state.
+
+    ``seed`` (:func:`augnes_jax.buffer_seed.seed_items`: the file's last rows) is added to every
+    variant's empty buffer in order, so each starts with its ``buffer_size`` most recent rows.
+    """
     wmc = cfg.world_model
     obs_dim, act_dim = env.obs_dim, env.action_feature_dim
     wm = make_world_model(obs_dim, act_dim, b.max_width, wmc.num_layers, wmc.learning_rate,
@@ -128,9 +133,15 @@ def build_bucket_run(b: Bucket, cfg: Config, env: Any, env_params: Any, goal_ids
     capacity = pad_rows(np.asarray([v.buffer_size for v in b.variants], np.int32), size)
     item = buffer_item(env, obs_dim)
     # built straight into their sharding, so no single device ever holds every buffer
-    init = jax.jit(lambda k, h, c: (init_bucket_states(wm, k, h), init_bucket_buffers(item, b.max_buffer_size, c)),
-                   out_shardings=placement.sharding)
-    states, buffers = init(variant_keys(cfg.seed, seeds, INIT, 0), jnp.asarray(hidden), jnp.asarray(capacity))
+    def init(k, h, c, rows):
+        buffers = init_bucket_buffers(item, b.max_buffer_size, c)
+        if rows is not None:  # the write position first counts the file's rows before the kept ones
+            buffers = buffers.replace(count=jnp.full_like(buffers.count, rows.before))
+            buffers = jax.vmap(rb.add, in_axes=(0, None))(buffers, rows.items)
+        return init_bucket_states(wm, k, h), buffers
+
+    init = jax.jit(init, out_shardings=placement.sharding)
+    states, buffers = init(variant_keys(cfg.seed, seeds, INIT, 0), jnp.asarray(hidden), jnp.asarray(capacity), seed)
     return BucketRun(b, wm, shard_bucket_fns(fns, placement.mesh), states, buffers, seeds, hidden)
 
 
