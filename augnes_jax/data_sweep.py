@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from augnes_jax import buffer as rb
-from augnes_jax import files, run_lock
+from augnes_jax import files, reporting, run_lock
 from augnes_jax.clock import utc_now
 from augnes_jax.config import Config, to_yaml
 from augnes_jax.epoch import init_bucket_buffers, init_bucket_states
@@ -290,6 +290,7 @@ def run(data: DataRun, run_dir: str | Path) -> dict[str, Any]:
     decision = decide_on_model_error(by_width, epsilon=cfg.meta.epsilon, relative=cfg.data.relative, epoch=last)
     doc = decision.to_json(data)
     files.write_json_atomic(run_dir / "decision.json", doc)
+    reporting.render_dashboard(run_dir, None, cfg.meta.epsilon)  # plots/, as an env sweep leaves them
     return doc
 
 

@@ -105,6 +105,11 @@ def test_decision_is_on_model_error(run_dir):
     assert doc["gains"][0]["gain"] == pytest.approx(gain)
     assert doc["decision"] == ("keep" if gain < 0.05 else "expand")
     assert "decided on model error" in doc["reason"]
+    # the run leaves the dashboard of what it decided on, as an env sweep does
+    from augnes_jax.dashboard import DATA_PLOTS
+
+    drawn = sorted(p.name for p in (run_dir / "plots").glob("*.png"))
+    assert "val_mse_vs_width.png" in drawn and set(drawn) <= set(DATA_PLOTS)
 
 
 def test_decide_on_model_error_by_hand():
