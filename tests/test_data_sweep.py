@@ -201,3 +201,31 @@ def test_decision_says_how_many_rows_were_used(run_dir):
     assert data["held_out_rows"] == 12 * 50 == data["eval_rows"]  # round(0.2 * 60) episodes, all evaluated on
     assert data["buffer_rows"] == min(3000, data["train_rows"]) and data["split"] == "episode"
     assert data["k_step_sequences"] == data["held_out_k_step_sequences"] == 12 * 10
+
+
+def test_the_data_sweep_orders_widths_as_the_env_sweep_whose_transitions_it_reads(tmp_path):
+    """The env-driven sweep's own replay buffer, saved to .npz, read back by the data-only sweep."""
+    from tests.sweep_configs import TINY
+
+    widths = ["variants.hidden_dims=[2,32]", "variants.seeds=[0]", "variants.buffer_sizes=[2000]",
+              "samples_per_epoch=1000", "world_model.train_steps_per_epoch=200", "planner.random_collect_epochs=2"]
+    cfg = load_config(None, [x for x in TINY if not x.startswith(("variants.", "samples_per_epoch", "world_model.t"))]
+                      + widths)
+    env_run = sweep.Sweep(cfg, tmp_path / "env_run", progress=False)
+    env_run.run()
+    # random collection with common keys: every variant's buffer holds the same transitions
+    host = jax.device_get(env_run.runs[0].buffers)
+    n = int(min(host.count[0], host.capacity[0]))
+    rows = {k: np.asarray(host.data[k][0][:n]) for k in ("obs", "action", "next_obs", "goal_id", "reward",
+                                                           "terminated")}
+    np.savez(tmp_path / "own.npz", **rows)
+    data_run = tmp_path / "data_run"
+    assert sweep.main(["--run-dir", str(data_run), "--no-progress", f"data.path={tmp_path / 'own.npz'}",
+                       *[x for x in widths if x.startswith(("variants.", "world_model."))], "epochs=2"]) == 0
+
+    def val_mse(run) -> dict[int, float]:
+        stats = json.loads((run / "world_model_stats.json").read_text())["variants"]
+        return {v["hidden_dim"]: v["epochs"][-1]["val_mse"] for v in stats.values()}
+
+    env_mse, data_mse = val_mse(tmp_path / "env_run"), val_mse(data_run)
+    assert sorted(env_mse, key=env_mse.get) == sorted(data_mse, key=data_mse.get) == [32, 2]
