@@ -213,7 +213,9 @@ class SweepWriter:
         feedback = [{"goal_id": judged.goals, "reward": res.returns, "optimal_reward": judged.optimal,
                      "baseline_reward": judged.baseline, "episode": episode, "variant": [name] * n,
                      "hidden_dim": np.full(n, res.variant.hidden_dim),
-                     "buffer_size": np.full(n, res.variant.buffer_size), "seed": np.full(n, res.variant.seed)}
+                     "buffer_size": np.full(n, res.variant.buffer_size), "seed": np.full(n, res.variant.seed),
+                     # a sweep over depths states each variant's depth; a single-depth log stays as it was
+                     **({"num_layers": np.full(n, res.variant.num_layers)} if res.variant.named_depth else {})}
                     for name, res in judged.variants.items() if not res.diverged]
         if not feedback or not self.primary:
             return
@@ -272,17 +274,19 @@ class SweepWriter:
         ctl = self.writers.get(CONTROLLER_RUN)
         if ctl is None:
             return
-        groups: dict[tuple[int, int], list] = {}
+        groups: dict[tuple[int, int, int], list] = {}
         for res in judged.variants.values():
             if not res.diverged:
-                groups.setdefault((res.variant.hidden_dim, res.variant.buffer_size), []).append(res)
-        for (h, b), items in sorted(groups.items()):
+                v = res.variant
+                groups.setdefault((v.named_depth or 0, v.hidden_dim, v.buffer_size), []).append(res)
+        for (d, h, b), items in sorted(groups.items()):
+            cap = f"d{d}-h{h}-b{b}" if d else f"h{h}-b{b}"  # a sweep over depths: one line per depth too
             values = {
-                f"by_capacity/avg_regret/h{h}-b{b}": float(np.mean([p.avg_regret for p in items])),
-                f"by_capacity/val_mse/h{h}-b{b}": float(np.mean([p.metrics["val_mse"] for p in items])),
+                f"by_capacity/avg_regret/{cap}": float(np.mean([p.avg_regret for p in items])),
+                f"by_capacity/val_mse/{cap}": float(np.mean([p.metrics["val_mse"] for p in items])),
             }
             if all("reward_mse" in p.metrics for p in items):  # a world model with reward heads
-                values[f"by_capacity/reward_mse/h{h}-b{b}"] = float(np.mean([p.metrics["reward_mse"] for p in items]))
+                values[f"by_capacity/reward_mse/{cap}"] = float(np.mean([p.metrics["reward_mse"] for p in items]))
             ctl.scalars(judged.epoch, values)
 
     def _write_stats(self, host: HostState, flop_fraction: float) -> None:
@@ -321,7 +325,8 @@ class SweepWriter:
         with RunWriter(run) as cap:
             # against hidden_dim, one line per buffer_size (with advantage and model error) ...
             for c in caps:
-                line = f"buffer_size_{c['buffer_size']}"
+                depth = f"_num_layers_{c['num_layers']}" if "num_layers" in c else ""  # a sweep over depths
+                line = f"buffer_size_{c['buffer_size']}{depth}"
                 cap.scalars(int(c["hidden_dim"]), {
                     f"capacity/avg_regret_vs_hidden_dim/{line}": c["avg_regret"],
                     f"capacity/avg_advantage_vs_hidden_dim/{line}": c["avg_advantage"],
@@ -329,9 +334,10 @@ class SweepWriter:
                 })
             # ... and against buffer_size, one line per hidden_dim tested at two or more buffer sizes
             for c in caps:
-                if sum(o["hidden_dim"] == c["hidden_dim"] for o in caps) > 1:
+                if sum(o["hidden_dim"] == c["hidden_dim"] and o.get("num_layers") == c.get("num_layers") for o in caps) > 1:
+                    depth = f"_num_layers_{c['num_layers']}" if "num_layers" in c else ""
                     cap.scalars(int(c["buffer_size"]), {
-                        f"capacity/avg_regret_vs_buffer_size/hidden_dim_{c['hidden_dim']}": c["avg_regret"]})
+                        f"capacity/avg_regret_vs_buffer_size/hidden_dim_{c['hidden_dim']}{depth}": c["avg_regret"]})
         ctl = self.writers.get(CONTROLLER_RUN)
         if ctl is None:
             return
