@@ -28,6 +28,7 @@ from augnes_jax.scaling import add_gain_per_cost
 __all__ = ["COMPARED", "compare_axes", "capacity_cost"]
 
 COMPARED = {"hidden_dim": "width", "num_layers": "depth"}  # the axes compared, and what they add
+_UNIT = {"params": "parameter", "flops": "training FLOP", "latency_ms": "ms of planner latency"}
 
 
 def capacity_cost(evidence: Sequence[VariantEvidence], capacity: Mapping[str, int | None], *, measure: str,
@@ -86,15 +87,16 @@ def compare_axes(evidence: Sequence[VariantEvidence], gains: Sequence[Any], reco
                            epsilon_per_cost=epsilon_per_cost) for a in COMPARED}  # fmt: skip
     priced = {a: e["gain_per_cost"] for a, e in axes.items() if e["gain_per_cost"] is not None}
     where = ", ".join(f"{a} {v}" for a, v in recommended.items())
+    unit = _UNIT.get(measure, measure)
 
     def step(a: str) -> str:
         e = axes[a]
-        return f"{a} {e['from']}->{e['to']} gains {e['gain_per_cost']:.3g} per {measure}"
+        return f"{a} {e['from']}->{e['to']} gains {e['gain_per_cost']:.3g} per {unit}"
 
     if len(priced) == 2:
         best = max(priced, key=lambda a: priced[a])
         other = next(a for a in COMPARED if a != best)
-        line = f"{COMPARED[best]} pays more per {measure} from {where}: {step(best)}, against {step(other)}"
+        line = f"{COMPARED[best]} pays more per {unit} from {where}: {step(best)}, against {step(other)}"
     elif len(priced) == 1:  # nothing to compare it with: neither is said to pay more
         only = next(iter(priced))
         other = next(a for a in COMPARED if a != only)
