@@ -323,21 +323,7 @@ class SweepWriter:
         if run.exists():
             shutil.rmtree(run)
         with RunWriter(run) as cap:
-            # against hidden_dim, one line per buffer_size (with advantage and model error) ...
-            for c in caps:
-                depth = f"_num_layers_{c['num_layers']}" if "num_layers" in c else ""  # a sweep over depths
-                line = f"buffer_size_{c['buffer_size']}{depth}"
-                cap.scalars(int(c["hidden_dim"]), {
-                    f"capacity/avg_regret_vs_hidden_dim/{line}": c["avg_regret"],
-                    f"capacity/avg_advantage_vs_hidden_dim/{line}": c["avg_advantage"],
-                    f"capacity/val_mse_vs_hidden_dim/{line}": c["val_mse"],
-                })
-            # ... and against buffer_size, one line per hidden_dim tested at two or more buffer sizes
-            for c in caps:
-                if sum(o["hidden_dim"] == c["hidden_dim"] and o.get("num_layers") == c.get("num_layers") for o in caps) > 1:
-                    depth = f"_num_layers_{c['num_layers']}" if "num_layers" in c else ""
-                    cap.scalars(int(c["buffer_size"]), {
-                        f"capacity/avg_regret_vs_buffer_size/hidden_dim_{c['hidden_dim']}{depth}": c["avg_regret"]})
+            _write_capacity_curves(cap, caps)
         ctl = self.writers.get(CONTROLLER_RUN)
         if ctl is None:
             return
@@ -401,3 +387,20 @@ def _abandon(w: RunWriter) -> None:
         events._worker.stop()
 
 
+def _write_capacity_curves(cap: RunWriter, caps: list[dict[str, Any]]) -> None:
+    """Writes ``decision.json``'s per-capacity averages as curves; in a sweep over depths, one line per depth too."""
+    # against hidden_dim, one line per buffer_size (with advantage and model error) ...
+    for c in caps:
+        depth = f"_num_layers_{c['num_layers']}" if "num_layers" in c else ""
+        line = f"buffer_size_{c['buffer_size']}{depth}"
+        cap.scalars(int(c["hidden_dim"]), {
+            f"capacity/avg_regret_vs_hidden_dim/{line}": c["avg_regret"],
+            f"capacity/avg_advantage_vs_hidden_dim/{line}": c["avg_advantage"],
+            f"capacity/val_mse_vs_hidden_dim/{line}": c["val_mse"],
+        })
+    # ... and against buffer_size, one line per hidden_dim tested at two or more buffer sizes
+    for c in caps:
+        if sum(o["hidden_dim"] == c["hidden_dim"] and o.get("num_layers") == c.get("num_layers") for o in caps) > 1:
+            depth = f"_num_layers_{c['num_layers']}" if "num_layers" in c else ""
+            cap.scalars(int(c["buffer_size"]), {
+                f"capacity/avg_regret_vs_buffer_size/hidden_dim_{c['hidden_dim']}{depth}": c["avg_regret"]})
