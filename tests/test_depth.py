@@ -17,7 +17,10 @@ from augnes_jax.decision import decide
 from augnes_jax.decision_analysis import AnalysisSettings
 from augnes_jax.evidence import VariantEvidence
 from augnes_jax.inference import load_world_model
+from augnes_jax.judgment_decision import decide as decide_judgments
+from augnes_jax.judgment_evidence import GroupKey
 from augnes_jax.judgments import read_judgments
+from augnes_jax.stats import run_names
 from augnes_jax.sweep import Sweep
 from augnes_jax.sweep_setup import sweep_buckets
 from augnes_jax.variants import (
@@ -203,6 +206,22 @@ def test_a_sweep_over_depths_runs_end_to_end(depth_run, capsys):
     x = jnp.concatenate([(obs - norm.obs_mean) / norm.obs_std, (act - norm.act_mean) / norm.act_std])
     want = DenseMLP(16, 2, obs_dim).apply(_dense_weights(p.params, 2), x) * norm.delta_std + norm.delta_mean
     np.testing.assert_allclose(doc_inf["delta"], np.asarray(want), rtol=1e-4, atol=1e-5)
+
+
+def test_the_judgments_log_of_a_sweep_over_depths_gives_the_same_depth_ladder(depth_run):
+    cfg, run_dir = depth_run
+    doc = json.loads((run_dir / "decision.json").read_text())
+    jd = decide_judgments(run_dir / "judgments.jsonl", epsilon=cfg.meta.epsilon, k_last=doc["k_last"],
+                          bootstrap_samples=200).to_json()  # fmt: skip
+    assert jd["recommended"] == doc["recommended"]
+    by_step = {(g["axis"], tuple(sorted(g["ladder"].items())), g["from"]): g for g in jd["gains"]}
+    assert len(by_step) == len(doc["gains"])
+    for g in doc["gains"]:
+        mine = by_step[(g["axis"], tuple(sorted(g["ladder"].items())), g["from"])]
+        assert mine["avg_regret_from"] == pytest.approx(g["avg_regret_from"], rel=1e-6)
+        assert mine["avg_regret_to"] == pytest.approx(g["avg_regret_to"], rel=1e-6)
+    # stats --tb names a depth group's run as the sweep named it
+    assert run_names([GroupKey("anything", 4, 400, 0, 2), GroupKey("h4", 4, 400, 0)]) == ["d2-h4-b400-s0", "h4-b400-s0"]
 
 
 # ------------------------------------------------------------------ which axis pays more
