@@ -105,7 +105,8 @@ def decision_text(decision: Any) -> str:
 
 def hparam_domains(variants: Sequence[Variant], capacity_mode: str) -> dict[str, list[int]]:
     """Returns the HParams domains every variant run shares: each width the variants can take
-    (in ``auto`` mode every width they can grow to), each buffer size and seed."""
+    (in ``auto`` mode every width they can grow to), each buffer size and seed, and in a sweep over
+    depths each depth."""
     widths = {v.hidden_dim for v in variants}
     if capacity_mode == "auto":
         for v in variants:
@@ -113,8 +114,11 @@ def hparam_domains(variants: Sequence[Variant], capacity_mode: str) -> dict[str,
             while h <= v.max_width:
                 widths.add(h)
                 h *= 2
-    return {"hidden_dim": sorted(widths), "buffer_size": sorted({v.buffer_size for v in variants}),
-            "seed": sorted({v.seed for v in variants})}
+    out = {"hidden_dim": sorted(widths), "buffer_size": sorted({v.buffer_size for v in variants}),
+           "seed": sorted({v.seed for v in variants})}
+    if any(v.named_depth for v in variants):
+        out["num_layers"] = sorted({v.num_layers for v in variants})
+    return out
 
 
 class SweepWriter:
@@ -173,7 +177,8 @@ class SweepWriter:
             if v.name in self.writers:
                 continue
             w = RunWriter(self.tb_root / v.name, purge_step=self.purge_step)
-            w.hparams({"hidden_dim": v.hidden_dim, "buffer_size": v.buffer_size, "seed": v.seed},
+            hp = {"hidden_dim": v.hidden_dim, "buffer_size": v.buffer_size, "seed": v.seed}
+            w.hparams(hp | ({"num_layers": v.num_layers} if "num_layers" in self.hp_domains else {}),
                       {"regret/avg": 0.0, "advantage/avg": 0.0, "world_model/val_mse": 0.0},
                       domains=self.hp_domains)
             self.writers[v.name] = w
