@@ -2,8 +2,8 @@
 
 Between consecutive capacities of a ladder (hidden_dim at a fixed buffer_size, and buffer_size
 at a fixed hidden_dim; in a sweep over depths also num_layers at a fixed hidden_dim and
-buffer_size, each ladder then fixing the depth too) the marginal gain is the decrease of ``avg_regret`` (positive = better),
-also relative to the smaller capacity and per extra parameter; ``avg_regret`` of a capacity is
+buffer_size, every ladder then fixing the depth too) the marginal gain is the decrease of
+``avg_regret`` (positive = better), also relative to the smaller capacity and per extra parameter; ``avg_regret`` of a capacity is
 the mean over its seeds of the window means (:mod:`augnes_jax.evidence`).
 
 Confidence. A two-level bootstrap (seeds, then the per-goal-per-epoch regret cells within each

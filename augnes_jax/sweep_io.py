@@ -91,13 +91,16 @@ def sweep_layout(hidden_dims: list[int], buffer_sizes: list[int]) -> dict:
 
 def decision_text(decision: Any) -> str:
     """Returns the decision as a short markdown paragraph with rounded numbers."""
-    rec = decision.recommended
-    head = (f"**{decision.decision}**: recommended hidden_dim {rec.get('hidden_dim')}, "
-            f"buffer_size {rec.get('buffer_size')}")
+
+    def capacity(c: Any) -> str:  # a sweep over depths names the depth too
+        return f"hidden_dim {c.get('hidden_dim')}, buffer_size {c.get('buffer_size')}" + (
+            f", num_layers {c['num_layers']}" if "num_layers" in c else "")
+
+    head = f"**{decision.decision}**: recommended {capacity(decision.recommended)}"
     if decision.suggested_next:
-        head += (f"; next to try hidden_dim {decision.suggested_next['hidden_dim']}, "
-                 f"buffer_size {decision.suggested_next['buffer_size']}")
-    caps = "; ".join(f"h{c['hidden_dim']}-b{c['buffer_size']}: {c['avg_regret']:.3g}" for c in decision.capacities)
+        head += f"; next to try {capacity(decision.suggested_next)}"
+    caps = "; ".join(f"{'d' + str(c['num_layers']) + '-' if 'num_layers' in c else ''}h{c['hidden_dim']}-"
+                     f"b{c['buffer_size']}: {c['avg_regret']:.3g}" for c in decision.capacities)  # fmt: skip
     steps = decision.evidence.get("steps", [])
     return (f"{head}.  \nAvg regret over epochs {steps} (mean over seeds): {caps or 'none yet'}.  \n"
             f"Why: {decision.reason}")
@@ -335,7 +338,8 @@ class SweepWriter:
         rec = decision.recommended
         ctl.scalars(epoch, {"decision/recommended_hidden_dim": rec.get("hidden_dim"),
                             "decision/recommended_buffer_size": rec.get("buffer_size"),
-                            "decision/expand": 1.0 if decision.decision == "expand" else 0.0})
+                            "decision/expand": 1.0 if decision.decision == "expand" else 0.0,
+                            **({"decision/recommended_num_layers": rec["num_layers"]} if "num_layers" in rec else {})})
         ctl.text("decision", decision_text(decision), epoch)
         from augnes_jax import dashboard
 

@@ -22,6 +22,7 @@ from augnes_jax.judgment_evidence import GroupKey
 from augnes_jax.judgments import read_judgments
 from augnes_jax.stats import run_names
 from augnes_jax.sweep import Sweep
+from augnes_jax.sweep_io import decision_text
 from augnes_jax.sweep_setup import sweep_buckets
 from augnes_jax.variants import (
     VARIANT_RE,
@@ -254,8 +255,14 @@ def _gain(doc, axis, ladder):
 
 
 def test_the_controller_names_depth_where_depth_pays_more_per_parameter():
-    d = decide(_evidence(DEPTH_PAYS), epsilon=1.0, analysis=AnalysisSettings(cost="params")).to_json()
+    decision = decide(_evidence(DEPTH_PAYS), epsilon=1.0, analysis=AnalysisSettings(cost="params"))
+    d = decision.to_json()
     assert d["recommended"] == {"hidden_dim": 8, "buffer_size": 100, "num_layers": 2}
+    # a significant step into the largest depth: expand, one layer deeper
+    assert d["decision"] == "expand" and d["suggested_next"] == {"hidden_dim": 8, "buffer_size": 100, "num_layers": 3}
+    text = decision_text(decision)
+    assert "recommended hidden_dim 8, buffer_size 100, num_layers 2" in text
+    assert "d1-h8-b100: 10; d1-h32-b100: 9.5; d2-h8-b100: 4; d2-h32-b100: 3.8" in text
     axes = d["capacity_axes"]
     assert axes["pays_more"] == "num_layers"
     assert axes["line"].startswith("depth pays more per parameter") and axes["line"] in d["reason"]
