@@ -201,6 +201,7 @@ def test_a_sweep_over_depths_runs_end_to_end(depth_run, capsys):
     doc_inf = json.loads(capsys.readouterr().out)
     p = load_world_model(run_dir, "d2-h16-b400-s1")
     assert p.model.num_layers == 2 and set(p.params["params"]) == {"hidden_0", "hidden_1", "out"}
+    assert all(v["num_layers"] == parse_variant_name(v["name"]).num_layers for v in p.meta["variants"])
     assert set(load_world_model(run_dir, "d1-h16-b400-s1").params["params"]) == {"hidden_0", "out"}
     obs, act = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6], np.float32), np.array([0.5, -0.5], np.float32)
     norm = p.normalizer
