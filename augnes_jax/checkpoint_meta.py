@@ -5,13 +5,15 @@ A sweep checkpoint's ``meta`` item (orbax ``JsonSave``) is a JSON object::
     {"config": {...}, "env": str, "obs_dim": int, "act_dim": int, "num_layers": int,
      "epoch": int, ["learn_reward": bool, "num_goals": int,]
      "variants": [{"name", "hidden_dim", "buffer_size", "seed", "bucket", "index",
-                   "max_width", "mask": [0/1 ...], "val_mse", "diverged"}, ...],
+                   "max_width", "mask": [0/1 ...], "val_mse", "diverged"[, "num_layers"]}, ...],
      "checksums": {item: [[...], ...]}}
 
 ``bucket`` names the variant's bucket ``"w{max_width}"`` in the array items, and ``index`` is
 the variant's position on that bucket's leading axis. A single world model (Stage 2 on its own)
 is one bucket with one variant. ``mask`` has ``hidden_dim`` leading ones. ``val_mse`` is null
-when not finite or diverged. ``learn_reward`` says whether the models have reward and
+when not finite or diverged. A variant's own ``num_layers`` is recorded in a sweep over
+more than one depth (``variants.num_layers``); elsewhere every model has the top-level
+``num_layers``. ``learn_reward`` says whether the models have reward and
 termination heads conditioned on a one-hot of ``num_goals`` goals; a checkpoint that does not
 record it (written before heads existed) holds models without heads. ``checksums`` holds, per array item, the checksums of its arrays
 (:mod:`augnes_jax.checksum`); :mod:`augnes_jax.checkpoint` adds it at save time with
@@ -82,15 +84,22 @@ def _finite(x: Any) -> float | None:
 
 
 def variant_entry(*, name: str, hidden_dim: int, buffer_size: int, seed: int, bucket: str, index: int,
-                  max_width: int, mask: Sequence[Any], val_mse: Any, diverged: bool) -> dict[str, Any]:
-    """Returns one variant's record; ``val_mse`` is stored only when finite and not diverged."""
-    return {
+                  max_width: int, mask: Sequence[Any], val_mse: Any, diverged: bool,
+                  num_layers: int | None = None) -> dict[str, Any]:  # fmt: skip
+    """Returns one variant's record; ``val_mse`` is stored only when finite and not diverged.
+
+    ``num_layers``, the variant's own depth, is recorded when given (a sweep over depths).
+    """
+    entry = {
         "name": name, "hidden_dim": int(hidden_dim), "buffer_size": int(buffer_size), "seed": int(seed),
         "bucket": bucket, "index": int(index), "max_width": int(max_width),
         "mask": list(mask),
         "val_mse": None if diverged else _finite(val_mse),
         "diverged": bool(diverged),
     }
+    if num_layers is not None:
+        entry["num_layers"] = int(num_layers)
+    return entry
 
 
 def build_meta(*, config: Mapping[str, Any], env: str, obs_dim: int, act_dim: int, num_layers: int,
@@ -234,6 +243,7 @@ class VariantRecord(NamedTuple):
       bucket: the bucket it is stored in (a key of the array items), as recorded.
       index: its position on the bucket's leading axis, as recorded.
       mask: the recorded unit mask (a list of 0/1), or None.
+      num_layers: its depth: its own recorded ``num_layers``, else the checkpoint's.
     """
 
     name: str
@@ -241,10 +251,11 @@ class VariantRecord(NamedTuple):
     bucket: Any
     index: Any
     mask: Any
+    num_layers: int
 
 
 def variant_record(meta: Mapping[str, Any], variant: str, where: Where) -> VariantRecord:
-    """Returns the record of `variant` (see :func:`select_variant`) with a checked ``hidden_dim``."""
+    """Returns the record of `variant` (see :func:`select_variant`) with a checked ``hidden_dim`` and depth."""
     record = select_variant(meta, variant, where)
     return VariantRecord(
         name=str(record.get("name")),
@@ -252,6 +263,7 @@ def variant_record(meta: Mapping[str, Any], variant: str, where: Where) -> Varia
         bucket=record.get("bucket"),
         index=record.get("index"),
         mask=record.get("mask"),
+        num_layers=meta_int(record if "num_layers" in record else meta, "num_layers", where),
     )
 
 

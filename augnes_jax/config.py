@@ -37,9 +37,11 @@ class EnvConfig:
 
 @dataclass(frozen=True)
 class VariantsConfig:
-    """The capacity grid: every (hidden_dim, buffer_size, seed) combination is one variant."""
+    """The capacity grid: every (num_layers, hidden_dim, buffer_size, seed) combination is one variant."""
 
     hidden_dims: tuple[int, ...] = (8, 32, 128)
+    # depths (hidden layers, 1 or 2) swept beside the widths; None: world_model.num_layers alone
+    num_layers: tuple[int, ...] | None = None
     buffer_sizes: tuple[int, ...] = (10000,)
     seeds: tuple[int, ...] = (0, 1)
     bucket_ratio: int = 4  # widths within this ratio of a bucket's max share one vmap
@@ -324,6 +326,11 @@ def _unique_positive_list(key: str, values, *, allow_zero: bool = False) -> None
         raise ConfigError(key, f"duplicate entries {dup}")
 
 
+def sweep_depths(cfg: Config) -> tuple[int, ...]:
+    """Returns the depths the sweep trains: ``variants.num_layers``, else ``(world_model.num_layers,)``."""
+    return tuple(sorted(cfg.variants.num_layers)) if cfg.variants.num_layers else (cfg.world_model.num_layers,)
+
+
 def check_goals(cfg: Config, num_goals: int) -> None:
     """Raises :class:`ConfigError` if ``env.goals`` names a goal the environment does not have."""
     bad = [g for g in cfg.env.goals or () if g >= num_goals]
@@ -374,6 +381,11 @@ def _check_variants(cfg: Config) -> None:
     _unique_positive_list("variants.hidden_dims", v.hidden_dims)
     _unique_positive_list("variants.buffer_sizes", v.buffer_sizes)
     _unique_positive_list("variants.seeds", v.seeds, allow_zero=True)
+    if v.num_layers is not None:
+        _unique_positive_list("variants.num_layers", v.num_layers)
+        bad = [d for d in v.num_layers if d not in (1, 2)]
+        if bad:
+            raise ConfigError("variants.num_layers", f"each depth must be 1 or 2, got {bad[0]}")
     if v.bucket_ratio < 1:
         raise ConfigError("variants.bucket_ratio", f"must be >= 1, got {v.bucket_ratio}")
     _choice("variants.capacity_mode", v.capacity_mode, ("fixed", "auto"))

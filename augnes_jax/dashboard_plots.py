@@ -104,14 +104,20 @@ class PlotData:
       recommended: the recommended capacity to mark, ``{"hidden_dim": ..., "buffer_size": ...}``.
       bootstrap_samples: replicates of the regret bands' bootstrap.
       run_dir: the run directory (``strategy_stats.json`` fills the goal heatmap without goal tags).
+
+    In a sweep over depths the plots show the variants of the recommended depth (``recommended``'s
+    ``num_layers``, else the controller's), as the decision's analysis does.
     """
 
     def __init__(self, ctrl: MetaJudgmentController, recommended: dict[str, Any], bootstrap_samples: int, run_dir: Path):
         self.run_dir = run_dir
         self.seed = ctrl.seed
         self.analysis: dict[str, Any] = dict(ctrl.decision.analysis) if ctrl.decision is not None else {}
-        self.variants: list[VariantData] = list(ctrl.variants)
-        self.evidence: list[VariantEvidence] = list(ctrl.evidence)
+        depth = recommended.get("num_layers")
+        if depth is None and ctrl.decision is not None:
+            depth = ctrl.decision.recommended.get("num_layers")
+        self.variants: list[VariantData] = [v for v in ctrl.variants if depth is None or v.num_layers == depth]
+        self.evidence: list[VariantEvidence] = [e for e in ctrl.evidence if depth is None or e.num_layers == depth]
         self.recommended = recommended
         self.groups = group_by_capacity(self.evidence)
         self.hidden_dims = sorted({h for h, _ in self.groups})

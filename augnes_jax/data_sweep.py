@@ -42,7 +42,7 @@ import numpy as np
 from augnes_jax import buffer as rb
 from augnes_jax import files, reporting, run_lock
 from augnes_jax.clock import utc_now
-from augnes_jax.config import Config, to_yaml
+from augnes_jax.config import Config, sweep_depths, to_yaml
 from augnes_jax.epoch import init_bucket_buffers, init_bucket_states
 from augnes_jax.errors import ConfigError
 from augnes_jax.memory_check import check_data_memory, estimate_data_bytes
@@ -155,7 +155,7 @@ class BucketFit:
         self.bucket = b
         heads = wmc.reward == "learned"  # a file has no env to state its reward: only on request
         self.wm = make_world_model(data.train.obs.shape[1], data.train.action.shape[1], b.max_width,
-                                   wmc.num_layers, wmc.learning_rate, wmc.weight_decay, wmc.grad_clip,
+                                   b.num_layers, wmc.learning_rate, wmc.weight_decay, wmc.grad_clip,
                                    wmc.batch_size, num_goals=data.num_goals, learn_reward=heads)
         self.seeds, hidden, capacity = _bucket_arrays(b)
         self.states = init_bucket_states(self.wm, variant_keys(cfg.seed, self.seeds, INIT, 0), jnp.asarray(hidden))
@@ -193,7 +193,8 @@ class BucketFit:
 def make_fits(data: DataRun) -> list[BucketFit]:
     """Returns one freshly initialised :class:`BucketFit` per width bucket of the config."""
     v = data.cfg.variants
-    return [BucketFit(b, data) for b in build_buckets(v.hidden_dims, v.buffer_sizes, v.seeds, v.bucket_ratio)]
+    return [BucketFit(b, data) for b in build_buckets(v.hidden_dims, v.buffer_sizes, v.seeds, v.bucket_ratio,
+                                                         depths=sweep_depths(data.cfg))]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -270,7 +271,7 @@ def run(data: DataRun, run_dir: str | Path) -> dict[str, Any]:
             for t in trainers:
                 metrics = t.epoch(cfg, epoch)
                 metas = [{"hidden_dim": var.hidden_dim, "buffer_size": var.buffer_size, "seed": var.seed,
-                          "num_params": variant_num_params(var, obs_dim, act_dim, cfg.world_model.num_layers, extra)}
+                          "num_params": variant_num_params(var, obs_dim, act_dim, extra)}
                          for var in t.bucket.variants]
                 names = [var.name for var in t.bucket.variants]
                 stats.record_variants(names, epoch, metrics, metas)

@@ -1,8 +1,9 @@
 """The controller's decision: marginal capacity gains and "expand" or "keep" (pure: no I/O).
 
 Between consecutive capacities of a ladder (hidden_dim at a fixed buffer_size, and buffer_size
-at a fixed hidden_dim) the marginal gain is the decrease of ``avg_regret`` (positive = better),
-also relative to the smaller capacity and per extra parameter; ``avg_regret`` of a capacity is
+at a fixed hidden_dim; in a sweep over depths also num_layers at a fixed hidden_dim and
+buffer_size, every ladder then fixing the depth too) the marginal gain is the decrease of
+``avg_regret`` (positive = better), also relative to the smaller capacity and per extra parameter; ``avg_regret`` of a capacity is
 the mean over its seeds of the window means (:mod:`augnes_jax.evidence`).
 
 Confidence. A two-level bootstrap (seeds, then the per-goal-per-epoch regret cells within each
@@ -20,6 +21,12 @@ wins, so no ladder is under-provisioned. "expand" iff on some ladder the step in
 tested capacity is significant; the suggestion is then to double that axis. Everything else is
 "keep" — including the case of a single tested capacity, which is reported as "keep" with an
 "insufficient evidence" reason, because noise or a lack of data must never buy a bigger model.
+A depth to expand is suggested one layer deeper.
+
+Depth. When the evidence holds more than one depth, ``num_layers`` is a third axis (:data:`DEPTH`):
+its gains, its recommendation and ``capacity_axes`` (:mod:`augnes_jax.capacity_axes`: whether
+width or depth pays more gain per unit of ``meta.cost`` from the recommended capacity, named in
+the reason) enter ``decision.json``; the analysis sections are computed at the recommended depth.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from augnes_jax.capacity_axes import compare_axes
 from augnes_jax.clock import utc_now
 from augnes_jax.decision_analysis import AnalysisSettings, analyze
 from augnes_jax.evidence import (
@@ -50,17 +58,20 @@ from augnes_jax.statistics import (
 
 __all__ = [
     "AXES",
+    "DEPTH",
     "SCHEMA",
     "Decision",
     "Gain",
     "avg_regret_ci",
     "decide",
+    "decision_axes",
     "latest_gains",
     "marginal_gain",
 ]
 
 SCHEMA = 1
 AXES = ("hidden_dim", "buffer_size")
+DEPTH = "num_layers"  # the third axis, in a sweep over depths
 
 
 @dataclasses.dataclass(frozen=True)
@@ -274,12 +285,19 @@ def latest_gains(gains: Iterable[Gain]) -> list[Gain]:
 # ------------------------------------------------------------------------------ decision
 
 
-def _ladders(evidence: Sequence[VariantEvidence], axis: str) -> dict[int, dict[int, list[VariantEvidence]]]:
-    """Returns ``{fixed value: {capacity on axis: [seed evidence]}}`` for one axis."""
-    other = "buffer_size" if axis == "hidden_dim" else "hidden_dim"
-    out: dict[int, dict[int, list[VariantEvidence]]] = {}
+def decision_axes(evidence: Sequence[VariantEvidence]) -> tuple[str, ...]:
+    """Returns the capacity axes of the evidence: :data:`AXES`, and :data:`DEPTH` where it holds two depths or more."""
+    return (*AXES, DEPTH) if len({e.num_layers for e in evidence} - {None}) > 1 else AXES
+
+
+def _ladders(evidence: Sequence[VariantEvidence], axis: str,
+             axes: Sequence[str] = AXES) -> dict[tuple[int, ...], dict[int, list[VariantEvidence]]]:  # fmt: skip
+    """Returns ``{fixed values of the other axes: {capacity on axis: [seed evidence]}}`` for one axis."""
+    others = [a for a in axes if a != axis]
+    out: dict[tuple[int, ...], dict[int, list[VariantEvidence]]] = {}
     for e in evidence:
-        out.setdefault(getattr(e, other), {}).setdefault(getattr(e, axis), []).append(e)
+        fixed = tuple(getattr(e, o) for o in others)
+        out.setdefault(fixed, {}).setdefault(getattr(e, axis), []).append(e)
     return out
 
 
@@ -291,14 +309,15 @@ class _AxisResult:
 
 
 def _axis(evidence: Sequence[VariantEvidence], ax_id: int, *, epsilon: float, relative: bool,
-          bootstrap_samples: int, seed: int) -> _AxisResult:  # fmt: skip
-    """Returns the gains of every ladder along ``AXES[ax_id]`` and what they recommend.
+          bootstrap_samples: int, seed: int, axes: Sequence[str] = AXES) -> _AxisResult:  # fmt: skip
+    """Returns the gains of every ladder along ``axes[ax_id]`` and what they recommend.
 
     The bootstrap of every step draws from its own generator, seeded from ``seed`` and the
     step's identity, so a step's interval does not depend on which other steps exist.
     """
-    axis, other = AXES[ax_id], AXES[1 - ax_id]
-    ladders = _ladders(evidence, axis)
+    axis = axes[ax_id]
+    others = [a for a in axes if a != axis]
+    ladders = _ladders(evidence, axis, axes)
     gains: list[Gain] = []
     recs, single = [], []
     expand_to = None
@@ -309,10 +328,10 @@ def _axis(evidence: Sequence[VariantEvidence], ax_id: int, *, epsilon: float, re
             continue
         steps = []
         for a, b in zip(caps[:-1], caps[1:], strict=True):
-            rng = np.random.default_rng([seed, ax_id, fixed, a, b])
+            rng = np.random.default_rng([seed, ax_id, *fixed, a, b])
             steps.append(
                 marginal_gain(
-                    axis, {other: fixed}, ladders[fixed][a], ladders[fixed][b],
+                    axis, dict(zip(others, fixed, strict=True)), ladders[fixed][a], ladders[fixed][b],
                     epsilon=epsilon, relative=relative, bootstrap_samples=bootstrap_samples, rng=rng,
                 )
             )  # fmt: skip
@@ -325,9 +344,13 @@ def _axis(evidence: Sequence[VariantEvidence], ax_id: int, *, epsilon: float, re
     return _AxisResult(gains, max(pool) if pool else None, expand_to)
 
 
-def _capacities(evidence: Sequence[VariantEvidence]) -> list[dict[str, Any]]:
+def _capacities(evidence: Sequence[VariantEvidence], depth: bool = False) -> list[dict[str, Any]]:
+    """Returns one record per capacity; with ``depth`` each depth's capacities apart, named by ``num_layers``."""
+    groups = {d: group_by_capacity(e for e in evidence if e.num_layers == d)
+              for d in sorted({e.num_layers for e in evidence})} if depth else {None: group_by_capacity(evidence)}  # fmt: skip
     return [
         {
+            **({DEPTH: d} if depth else {}),
             "hidden_dim": h,
             "buffer_size": b,
             "avg_regret": float(np.mean([e.avg_regret for e in evs])),
@@ -336,7 +359,8 @@ def _capacities(evidence: Sequence[VariantEvidence]) -> list[dict[str, Any]]:
             "avg_advantage": mean_or_none([e.avg_advantage for e in evs]),
             "val_mse": mean_or_none([e.val_mse for e in evs]),
         }
-        for (h, b), evs in sorted(group_by_capacity(evidence).items())
+        for d, by_cap in groups.items()
+        for (h, b), evs in sorted(by_cap.items())
     ]
 
 
@@ -372,15 +396,19 @@ def decide(
     the robust aggregates and the cost (:mod:`augnes_jax.decision_analysis`); with
     ``statistic="iqm"`` each variant's value is the IQM of its window cells instead of its mean.
     ``with_analysis=False`` leaves those sections out (the decision itself is the same).
+    With two depths or more (:func:`decision_axes`), ``num_layers`` is a third axis and the
+    ``capacity_axes`` section says whether width or depth pays more per unit of ``analysis.cost``.
     """
     analysis = analysis or AnalysisSettings()
     if analysis.statistic == "iqm":
         evidence = [dataclasses.replace(e, avg_regret=float(iqm(e.cells))) for e in evidence]
+    axes = decision_axes(evidence)
     gains: list[Gain] = []
     rec: dict[str, int | None] = {}
-    tested_max: dict[str, int] = {}  # axes to expand, in AXES order, and their largest capacity
-    for ax_id, axis in enumerate(AXES):
-        res = _axis(evidence, ax_id, epsilon=epsilon, relative=relative, bootstrap_samples=bootstrap_samples, seed=seed)
+    tested_max: dict[str, int] = {}  # axes to expand, in axes order, and their largest capacity
+    for ax_id, axis in enumerate(axes):
+        res = _axis(evidence, ax_id, epsilon=epsilon, relative=relative, bootstrap_samples=bootstrap_samples, seed=seed,
+                    axes=axes)  # fmt: skip
         gains.extend(res.gains)
         rec[axis] = res.recommended
         if res.expand_to is not None:
@@ -389,10 +417,16 @@ def decide(
     decision = "expand" if expand_axes else "keep"
     suggested = None
     if expand_axes:
-        suggested = {axis: (2 * tested_max[axis] if axis in expand_axes else rec[axis]) for axis in AXES}
+        suggested = {axis: (_next_capacity(axis, tested_max[axis]) if axis in expand_axes else rec[axis]) for axis in axes}
     reason = _reason(decision, rec, suggested, gains, evidence, epsilon, relative, expand_axes)
     if any(g.seeds == 1 for g in gains):
         reason += "; note: a step with one seed measures episode noise only, not seed-to-seed variation"
+    extra = _analysis(evidence, rec, epsilon, analysis, seed) if with_analysis else {}
+    if DEPTH in axes:
+        extra["capacity_axes"] = compare_axes(evidence, gains, rec, measure=analysis.cost,
+                                              flops_per_param=analysis.flops_per_param,
+                                              epsilon_per_cost=analysis.epsilon_per_cost)  # fmt: skip
+        reason += "; " + extra["capacity_axes"]["line"]
     summary = _evidence_summary(evidence, excluded)
     return Decision(
         decision=decision,
@@ -402,20 +436,33 @@ def decide(
         relative=bool(relative),
         k_last=int(k_last),
         gains=tuple(gains),
-        capacities=tuple(_capacities(evidence)),
+        capacities=tuple(_capacities(evidence, DEPTH in axes)),
         evidence=summary,
         reason=reason,
         generated_at=utc_now("seconds"),
         epoch=summary["steps"][-1] if summary["steps"] else None,
-        analysis=analyze(evidence, recommended=rec, epsilon=epsilon, settings=analysis, seed=seed) if with_analysis else {},
+        analysis=extra,
     )
+
+
+def _next_capacity(axis: str, largest: int) -> int:
+    """Returns the capacity suggested past the largest tested one: one layer deeper, else twice as large."""
+    return largest + 1 if axis == DEPTH else 2 * largest
+
+
+def _analysis(evidence: Sequence[VariantEvidence], rec: Mapping[str, int | None], epsilon: float,
+              settings: AnalysisSettings, seed: int) -> dict[str, Any]:  # fmt: skip
+    """Returns the analysis sections, on the evidence at the recommended depth in a sweep over depths."""
+    if rec.get(DEPTH) is not None:
+        evidence = [e for e in evidence if e.num_layers == rec[DEPTH]]
+    return analyze(evidence, recommended=rec, epsilon=epsilon, settings=settings, seed=seed)
 
 
 def _fmt(x: float | None, digits: int = 4) -> str:
     return "n/a" if x is None else f"{x:.{digits}g}"
 
 
-def _ladder_str(ladder: Mapping[str, int]) -> str:
+def _ladder_str(ladder: Mapping[str, int | None]) -> str:
     return ", ".join(f"{k} {v}" for k, v in ladder.items())
 
 
@@ -425,8 +472,8 @@ def _reason(decision, rec, suggested, gains, evidence, epsilon, relative, expand
         return "no evidence yet: no variant has written regret/avg; keep until evidence arrives"
     if not gains:
         return (
-            f"insufficient evidence: only one capacity per ladder (hidden_dim {rec['hidden_dim']}, "
-            f"buffer_size {rec['buffer_size']}); keep until a second capacity is measured"
+            f"insufficient evidence: only one capacity per ladder ({_ladder_str(rec)}); "
+            "keep until a second capacity is measured"
         )
 
     def describe(g: Gain) -> str:
@@ -441,6 +488,6 @@ def _reason(decision, rec, suggested, gains, evidence, epsilon, relative, expand
         return f"the largest tested step still gains significantly more than epsilon={epsilon:g} ({parts}): try {nxt}"
     parts = "; ".join(describe(g) for g in last[:2])
     return (
-        f"no tested expansion beyond hidden_dim {rec['hidden_dim']}, buffer_size {rec['buffer_size']} "
+        f"no tested expansion beyond {_ladder_str(rec)} "
         f"gains significantly more than epsilon={epsilon:g} ({parts})"
     )

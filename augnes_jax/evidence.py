@@ -4,7 +4,8 @@ The controller reads only TensorBoard event files (through any :class:`ScalarRea
 default :class:`augnes_jax.tensorboard_io.TensorBoardReader`), never JSON artifacts or the
 sweep's memory, so it gives the same answer next to a live run and after the fact.
 
-Per variant (``h{H}-b{B}-s{S}``), the window is the last ``k_last`` epochs of ``regret/avg``. By
+Per variant (``h{H}-b{B}-s{S}``, or ``d{D}-h{H}-b{B}-s{S}`` in a sweep over depths, whose
+depth is then ``num_layers``), the window is the last ``k_last`` epochs of ``regret/avg``. By
 default the window of every variant ends at the latest epoch that all non-diverged variants
 have reached (``align_epochs``), so a live read never compares a variant one epoch ahead with
 one that lags.
@@ -70,13 +71,17 @@ class ScalarReader(Protocol):
 
 @dataclasses.dataclass(frozen=True)
 class VariantData:
-    """Scalars of one variant's TensorBoard run: ``series[tag] = (steps [T], values [T])``."""
+    """Scalars of one variant's TensorBoard run: ``series[tag] = (steps [T], values [T])``.
+
+    ``num_layers`` is the variant's depth where its name states one (a sweep over depths), else None.
+    """
 
     name: str
     hidden_dim: int
     buffer_size: int
     seed: int
     series: Mapping[str, tuple[np.ndarray, np.ndarray]]
+    num_layers: int | None = None
 
     @property
     def diverged(self) -> bool:
@@ -103,7 +108,8 @@ class VariantEvidence:
     (goal-major); runs without goal tags fall back to the ``regret/avg`` values ``[k]``.
     ``goal_regret`` maps each goal id to the mean of its window values (empty without goal tags).
     ``latency_ms`` is the mean of ``cost/latency_ms`` over every epoch it was measured (the
-    planner's speed does not change with training), None where it never was.
+    planner's speed does not change with training), None where it never was. ``num_layers`` is
+    the variant's depth in a sweep over depths, else None.
     """
 
     name: str
@@ -119,6 +125,7 @@ class VariantEvidence:
     val_mse: float | None
     goal_regret: Mapping[int, float] = dataclasses.field(default_factory=dict)
     latency_ms: float | None = None
+    num_layers: int | None = None
 
 
 def read_variants(reader: ScalarReader) -> list[VariantData]:
@@ -137,7 +144,8 @@ def read_variants(reader: ScalarReader) -> list[VariantData]:
             if key in _SCALAR_TAGS or GOAL_REGRET_RE.match(tag):
                 steps, values, _ = reader.scalars(run, tag)
                 series[key] = (np.asarray(steps, np.int64), np.asarray(values, np.float64))
-        out.append(VariantData(run, *parsed, series=series))
+        out.append(VariantData(run, parsed.hidden_dim, parsed.buffer_size, parsed.seed, series=series,
+                               num_layers=parsed.num_layers))
     return out
 
 
@@ -199,6 +207,7 @@ def variant_evidence(v: VariantData, k_last: int, *, end_step: int | None = None
         val_mse=_finite_mean(_values_at(v.series.get(VAL_MSE_TAG), steps)),
         goal_regret=goal_regret,
         latency_ms=_finite_mean(v.series[LATENCY_TAG][1]) if LATENCY_TAG in v.series else None,
+        num_layers=v.num_layers,
     )
 
 

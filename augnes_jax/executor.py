@@ -213,11 +213,13 @@ class Executor:
         hidden_dim: Any = None,
         buffer_size: Any = None,
         seed: Any = None,
+        num_layers: Any = None,
     ) -> list[dict]:
         """Returns the judgments stored for a batch of episodes (arrays ``[N]``), one fsync.
 
         Regret and advantage are computed per episode in the arrays' precision
-        (see :func:`augnes_jax.judgments.make_judgments`).
+        (see :func:`augnes_jax.judgments.make_judgments`); ``num_layers`` (a sweep over depths)
+        is written when given.
         """
         n = int(np.asarray(goal_id).shape[0])
         if episode is None:
@@ -225,7 +227,7 @@ class Executor:
         records = make_judgments(
             goal_id, reward, optimal_reward, baseline_reward, episode,
             run=run, variant=variant, hidden_dim=hidden_dim, buffer_size=buffer_size,
-            seed=seed, epoch=epoch, strategy=strategy, oracle=oracle,
+            seed=seed, epoch=epoch, strategy=strategy, oracle=oracle, num_layers=num_layers,
         )  # fmt: skip
         self._append(records)
         return records

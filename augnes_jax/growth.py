@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from augnes_jax.config import Config
-from augnes_jax.variants import Variant, variant_name
+from augnes_jax.variants import Variant
 
 __all__ = ["CapacityController", "agree", "grow_bucket", "wants_growth"]
 
@@ -95,7 +95,5 @@ def grow_bucket(run, shard) -> tuple[Any, np.ndarray, list[Variant]] | None:
     if np.array_equal(new_dims, run.hidden_dims):
         return None
     states = shard(jax.vmap(run.wm.grow)(run.states, jnp.asarray(new_dims)))
-    new = [Variant(variant_name(int(h), v.buffer_size, v.seed), int(h), v.buffer_size, v.seed, v.bucket,
-                   v.index, v.max_width)
-           for v, h in zip(run.bucket.variants, new_dims[:len(run.bucket.variants)], strict=True)]
+    new = [v.with_width(int(h)) for v, h in zip(run.bucket.variants, new_dims[:len(run.bucket.variants)], strict=True)]
     return states, new_dims, new

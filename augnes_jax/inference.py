@@ -209,7 +209,7 @@ def _dense_model(
     masked: Any, record: VariantRecord, sizes: tuple[int, int, int], heads: tuple[bool, int], where: Path
 ) -> tuple[Any, wmlib.WorldModel]:
     """Returns the variant's dense float32 params and a world model of exactly that width."""
-    obs_dim, act_dim, num_layers = sizes
+    obs_dim, act_dim, num_layers = sizes[0], sizes[1], record.num_layers
     learn_reward, num_goals = heads
     h = record.hidden_dim
     try:

@@ -2,7 +2,8 @@
 
 The controller compares capacity variants. In a judgments log a variant is identified by its
 rows' own ``hidden_dim``, ``buffer_size`` and ``seed`` fields, whatever its ``variant`` string
-says. Per variant and epoch (rows without an epoch count as epoch 0) the regret of the rows is
+says; in a sweep over depths the rows also state the model's depth, ``num_layers`` (an extra
+field), and the variant is named ``d{D}-h{H}-b{B}-s{S}``. Per variant and epoch (rows without an epoch count as epoch 0) the regret of the rows is
 aggregated per goal with :func:`augnes_jax.regret.aggregate` in float32, exactly as
 ``python -m augnes_jax.stats --tb`` writes it: ``regret/avg``, ``regret/goal_{g}/avg`` and
 ``advantage/avg``, rounded to float32 as TensorBoard stores them. A variant with a row marked
@@ -66,6 +67,12 @@ class GroupKey(NamedTuple):
     hidden_dim: int
     buffer_size: int
     seed: int
+    num_layers: int = -1  # the depth rows of a sweep over depths state
+
+    @property
+    def depth(self) -> int | None:
+        """Returns the depth the rows state, or None."""
+        return self.num_layers if self.num_layers >= 0 else None
 
     @property
     def complete(self) -> bool:
@@ -91,12 +98,18 @@ def variant_groups(judgments: Judgments) -> tuple[np.ndarray, list[GroupKey]]:
     """Returns ``(group index per row, groups in order of first appearance)``.
 
     A group is an experiment (``variant``, else ``strategy``, else ``"all"``) with one value of
-    each capacity field; in a sweep's log every variant is one group.
+    each capacity field and of ``num_layers`` (-1 where a row states none, or no positive
+    integer); in a sweep's log every variant is one group.
     """
-    keys = zip(experiment_keys(judgments), judgments.hidden_dim.tolist(),
-               judgments.buffer_size.tolist(), judgments.seed.tolist(), strict=True)  # fmt: skip
+    keys = zip(experiment_keys(judgments), judgments.hidden_dim.tolist(), judgments.buffer_size.tolist(),
+               judgments.seed.tolist(), [_depth(e) for e in judgments.extra], strict=True)  # fmt: skip
     idx, uniq = index_keys(list(keys))
     return idx, [GroupKey(*k) for k in uniq]
+
+
+def _depth(extra: Mapping[str, Any]) -> int:
+    d = extra.get("num_layers") if extra else None
+    return d if isinstance(d, int) and not isinstance(d, bool) and d >= 1 else -1
 
 
 def epoch_aggregates(
@@ -149,7 +162,8 @@ def capacity_variants(judgments: Judgments, groups: Sequence[GroupKey]) -> list[
         if other != g.experiment:
             raise CapacityFieldsError(
                 f"{_where(judgments)}variants {other!r} and {g.experiment!r} both have hidden_dim "
-                f"{g.hidden_dim}, buffer_size {g.buffer_size}, seed {g.seed}: the controller "
+                f"{g.hidden_dim}, buffer_size {g.buffer_size}, seed {g.seed}"
+                f"{f', num_layers {g.depth}' if g.depth else ''}: the controller "
                 "cannot tell them apart (compare one of them)"
             )
     return chosen
@@ -201,12 +215,13 @@ def judgment_variants(
         _put(series, ADVANTAGE_TAG, steps, adv_tot.count[k, order], adv_tot.mean[k, order])
         for g in range(G):
             _put(series, f"regret/goal_{g}/avg", steps, reg.count[k, order, g], reg.mean[k, order, g])
-        h, b, s = groups[k][1:]
+        g = groups[k]
+        h, b, s = g.hidden_dim, g.buffer_size, g.seed
         if k in diverged:
             series[DIVERGED_TAG] = (np.asarray([diverged[k]], np.int64), np.ones(1))
         if num_params is not None and num_params.get(h) is not None and len(steps):
             series[NUM_PARAMS_TAG] = (steps[:1], np.asarray([num_params[h]], np.float32).astype(np.float64))
-        out.append(VariantData(variant_name(h, b, s), h, b, s, series=series))
+        out.append(VariantData(variant_name(h, b, s, g.depth), h, b, s, series=series, num_layers=g.depth))
     return out
 
 

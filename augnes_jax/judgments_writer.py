@@ -184,6 +184,7 @@ def make_judgments(
     strategy: Any = None,
     oracle: Any = None,
     ts: str | None = None,
+    num_layers: Any = None,
 ) -> list[dict]:
     """Returns one judgment record (a dict, DESIGN.md field names) per episode.
 
@@ -196,6 +197,8 @@ def make_judgments(
       run, variant, hidden_dim, buffer_size, seed, epoch, strategy, oracle: scalars or ``[N]``
         arrays; None leaves the field out.
       ts: timestamp for the whole batch; defaults to now (UTC).
+      num_layers: the world model's depth, scalar or ``[N]`` (a sweep over depths); written
+        after the known fields, as an extra field, when given.
 
     ``regret = optimal - reward`` and ``advantage = reward - baseline`` are computed in the
     inputs' precision. float32 inputs are written with their shortest float32 decimals.
@@ -232,6 +235,7 @@ def make_judgments(
         cols[name] = _column(val, n, name, "str")
     cols["schema"] = [SCHEMA_VERSION] * n
     cols["ts"] = [ts if ts is not None else utc_now()] * n
-    names = [k for k in FIELD_ORDER if cols.get(k) is not None]
+    cols["num_layers"] = _column(num_layers, n, "num_layers", "int")
+    names = [k for k in (*FIELD_ORDER, "num_layers") if cols.get(k) is not None]
     rows = zip(*(cols[k] for k in names), strict=True)
     return [dict(zip(names, vals, strict=True)) for vals in rows]

@@ -56,7 +56,7 @@ def estimate_bytes(cfg: Config, buckets: list[Bucket], obs_dim: int, act_dim: in
     for b in buckets:
         v = -(-len(b.variants) // num_devices) * num_devices
         n_params = variant_num_params(
-            Variant("", b.max_width, 0, 0, b.name, 0, b.max_width), obs_dim, act_dim, cfg.world_model.num_layers)
+            Variant("", b.max_width, 0, 0, b.name, 0, b.max_width, b.num_layers), obs_dim, act_dim)
         total += v * b.max_buffer_size * item  # ring buffers
         total += v * n_params * 4 * 3  # params + adam moments
         collect = math.ceil(cfg.samples_per_epoch / cfg.env.episode_length) * cfg.env.episode_length

@@ -18,15 +18,10 @@ def explanation(decision: Decision):
     color = "bold green" if decision.decision == "keep" else "bold yellow"
     head = Text.assemble(
         ("decision: ", "bold"), (decision.decision.upper(), color),
-        f"  recommended: hidden_dim {decision.recommended.get('hidden_dim')}, "
-        f"buffer_size {decision.recommended.get('buffer_size')}",
+        f"  recommended: {_capacity(decision.recommended)}",
     )  # fmt: skip
     if decision.suggested_next:
-        head.append(
-            f"\nnext to try: hidden_dim {decision.suggested_next['hidden_dim']}, "
-            f"buffer_size {decision.suggested_next['buffer_size']}",
-            style="yellow",
-        )
+        head.append(f"\nnext to try: {_capacity(decision.suggested_next)}", style="yellow")
     mode = "relative" if decision.relative else "absolute"
     table = Table(
         title=f"marginal gains = regret decrease (epsilon {decision.epsilon:g} {mode}, last {decision.k_last} epochs)",
@@ -39,7 +34,7 @@ def explanation(decision: Decision):
     shown = list(decision.gains)
     if len(shown) > 16:  # keep it to one screen: the latest steps matter most
         shown = shown[-16:]
-    short = {"hidden_dim": "h", "buffer_size": "b"}
+    short = {"hidden_dim": "h", "buffer_size": "b", "num_layers": "d"}
     for g in shown:
         at = " ".join(f"{short[k]}={v}" for k, v in g.ladder.items())
         table.add_row(
@@ -63,7 +58,16 @@ def explanation(decision: Decision):
     scaling = decision.analysis.get("scaling")
     if scaling:
         parts.append(Text(scaling_line(scaling, decision.analysis.get("cost"))))
+    axes = decision.analysis.get("capacity_axes")
+    if axes:
+        parts.append(Text(f"width or depth: {axes['line']}"))
     return Group(*parts)
+
+
+def _capacity(cap: Any) -> str:
+    """Returns ``"hidden_dim H, buffer_size B"`` (and ``num_layers D`` in a sweep over depths)."""
+    keys = [k for k in ("hidden_dim", "buffer_size", "num_layers") if k in cap]
+    return ", ".join(f"{k} {cap.get(k)}" for k in keys)
 
 
 _VERDICT_STYLE = {"capacity_limited": "yellow", "data_limited": "cyan", "planner_limited": "magenta",

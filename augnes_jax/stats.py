@@ -127,7 +127,8 @@ def run_names(groups: Sequence[GroupKey]) -> list[str]:
     taken), so the controller never reads a run under capacities its rows do not state.
     """
     triples = Counter(g[1:] for g in groups if g.complete)
-    named = [variant_name(*g[1:]) if g.complete and triples[g[1:]] == 1 else None for g in groups]
+    named = [variant_name(g.hidden_dim, g.buffer_size, g.seed, g.depth) if g.complete and triples[g[1:]] == 1
+             else None for g in groups]  # fmt: skip
     own = Counter(g.experiment for g, n in zip(groups, named, strict=True) if n is None)
     taken = set(filter(None, named))
     out = []

@@ -165,8 +165,7 @@ class Sweep:
         self.settings = epoch_settings(cfg, self.env)
         buckets = sweep_buckets(cfg)
         self.head_extra = head_sizes(self.num_goals, self.settings.learn_reward)  # reward heads' extra in/out
-        self.flop_fraction = useful_flop_fraction(buckets, self.obs_dim, self.act_dim, cfg.world_model.num_layers,
-                                                  self.head_extra)
+        self.flop_fraction = useful_flop_fraction(buckets, self.obs_dim, self.act_dim, self.head_extra)
         self.hp_domains = hparam_domains(all_variants(buckets), cfg.variants.capacity_mode)
         self.placement = Placement(cfg.devices)
         self.num_devices = self.placement.num_devices
@@ -207,7 +206,7 @@ class Sweep:
 
     def num_params(self, v: Variant) -> int:
         """Returns the parameter count of variant ``v``."""
-        return variant_num_params(v, self.obs_dim, self.act_dim, self.cfg.world_model.num_layers, self.head_extra)
+        return variant_num_params(v, self.obs_dim, self.act_dim, self.head_extra)
 
     def shard(self, tree):
         """Returns ``tree`` placed with its leading (variant) axis split over the devices."""

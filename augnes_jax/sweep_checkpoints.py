@@ -34,6 +34,7 @@ def save_epoch(checkpointer: SweepCheckpointer, epoch: int, runs: Sequence[Any],
     """
     arrays: dict[str, Any] = {"params": {}, "opt_state": {}, "normalizer": {}, "resume": {}}
     variants_meta = []
+    depths = len({r.bucket.num_layers for r in runs}) > 1  # each variant records its own depth
     for r in runs:
         name = r.bucket.name
         arrays["params"][name] = r.states.params
@@ -46,7 +47,7 @@ def save_epoch(checkpointer: SweepCheckpointer, epoch: int, runs: Sequence[Any],
             variants_meta.append(checkpoint_meta.variant_entry(
                 name=v.name, hidden_dim=v.hidden_dim, buffer_size=v.buffer_size, seed=v.seed, bucket=name,
                 index=i, max_width=v.max_width, mask=masks[i].tolist(), val_mse=val_mse.get(v.name),
-                diverged=v.name in diverged))
+                diverged=v.name in diverged, num_layers=v.num_layers if depths else None))
     wm = runs[0].wm if runs else None
     meta = checkpoint_meta.build_meta(config=config, env=env, obs_dim=obs_dim, act_dim=act_dim,
                                       num_layers=num_layers, epoch=epoch, variants=variants_meta,
@@ -100,6 +101,6 @@ def saved_variant_widths(meta: Mapping[str, Any], variants: Sequence[Variant]) -
     for v in variants:
         match = saved.get((v.bucket, v.index))
         if match is not None and match["hidden_dim"] != v.hidden_dim:
-            v = Variant(match["name"], match["hidden_dim"], v.buffer_size, v.seed, v.bucket, v.index, v.max_width)
+            v = v.with_width(match["hidden_dim"])
         new.append(v)
     return new

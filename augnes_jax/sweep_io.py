@@ -91,13 +91,16 @@ def sweep_layout(hidden_dims: list[int], buffer_sizes: list[int]) -> dict:
 
 def decision_text(decision: Any) -> str:
     """Returns the decision as a short markdown paragraph with rounded numbers."""
-    rec = decision.recommended
-    head = (f"**{decision.decision}**: recommended hidden_dim {rec.get('hidden_dim')}, "
-            f"buffer_size {rec.get('buffer_size')}")
+
+    def capacity(c: Any) -> str:  # a sweep over depths names the depth too
+        return f"hidden_dim {c.get('hidden_dim')}, buffer_size {c.get('buffer_size')}" + (
+            f", num_layers {c['num_layers']}" if "num_layers" in c else "")
+
+    head = f"**{decision.decision}**: recommended {capacity(decision.recommended)}"
     if decision.suggested_next:
-        head += (f"; next to try hidden_dim {decision.suggested_next['hidden_dim']}, "
-                 f"buffer_size {decision.suggested_next['buffer_size']}")
-    caps = "; ".join(f"h{c['hidden_dim']}-b{c['buffer_size']}: {c['avg_regret']:.3g}" for c in decision.capacities)
+        head += f"; next to try {capacity(decision.suggested_next)}"
+    caps = "; ".join(f"{'d' + str(c['num_layers']) + '-' if 'num_layers' in c else ''}h{c['hidden_dim']}-"
+                     f"b{c['buffer_size']}: {c['avg_regret']:.3g}" for c in decision.capacities)  # fmt: skip
     steps = decision.evidence.get("steps", [])
     return (f"{head}.  \nAvg regret over epochs {steps} (mean over seeds): {caps or 'none yet'}.  \n"
             f"Why: {decision.reason}")
@@ -105,7 +108,8 @@ def decision_text(decision: Any) -> str:
 
 def hparam_domains(variants: Sequence[Variant], capacity_mode: str) -> dict[str, list[int]]:
     """Returns the HParams domains every variant run shares: each width the variants can take
-    (in ``auto`` mode every width they can grow to), each buffer size and seed."""
+    (in ``auto`` mode every width they can grow to), each buffer size and seed, and in a sweep over
+    depths each depth."""
     widths = {v.hidden_dim for v in variants}
     if capacity_mode == "auto":
         for v in variants:
@@ -113,8 +117,11 @@ def hparam_domains(variants: Sequence[Variant], capacity_mode: str) -> dict[str,
             while h <= v.max_width:
                 widths.add(h)
                 h *= 2
-    return {"hidden_dim": sorted(widths), "buffer_size": sorted({v.buffer_size for v in variants}),
-            "seed": sorted({v.seed for v in variants})}
+    out = {"hidden_dim": sorted(widths), "buffer_size": sorted({v.buffer_size for v in variants}),
+           "seed": sorted({v.seed for v in variants})}
+    if any(v.named_depth for v in variants):
+        out["num_layers"] = sorted({v.num_layers for v in variants})
+    return out
 
 
 class SweepWriter:
@@ -173,7 +180,8 @@ class SweepWriter:
             if v.name in self.writers:
                 continue
             w = RunWriter(self.tb_root / v.name, purge_step=self.purge_step)
-            w.hparams({"hidden_dim": v.hidden_dim, "buffer_size": v.buffer_size, "seed": v.seed},
+            hp = {"hidden_dim": v.hidden_dim, "buffer_size": v.buffer_size, "seed": v.seed}
+            w.hparams(hp | ({"num_layers": v.num_layers} if "num_layers" in self.hp_domains else {}),
                       {"regret/avg": 0.0, "advantage/avg": 0.0, "world_model/val_mse": 0.0},
                       domains=self.hp_domains)
             self.writers[v.name] = w
@@ -213,7 +221,9 @@ class SweepWriter:
         feedback = [{"goal_id": judged.goals, "reward": res.returns, "optimal_reward": judged.optimal,
                      "baseline_reward": judged.baseline, "episode": episode, "variant": [name] * n,
                      "hidden_dim": np.full(n, res.variant.hidden_dim),
-                     "buffer_size": np.full(n, res.variant.buffer_size), "seed": np.full(n, res.variant.seed)}
+                     "buffer_size": np.full(n, res.variant.buffer_size), "seed": np.full(n, res.variant.seed),
+                     # a sweep over depths states each variant's depth; a single-depth log stays as it was
+                     **({"num_layers": np.full(n, res.variant.num_layers)} if res.variant.named_depth else {})}
                     for name, res in judged.variants.items() if not res.diverged]
         if not feedback or not self.primary:
             return
@@ -272,17 +282,19 @@ class SweepWriter:
         ctl = self.writers.get(CONTROLLER_RUN)
         if ctl is None:
             return
-        groups: dict[tuple[int, int], list] = {}
+        groups: dict[tuple[int, int, int], list] = {}
         for res in judged.variants.values():
             if not res.diverged:
-                groups.setdefault((res.variant.hidden_dim, res.variant.buffer_size), []).append(res)
-        for (h, b), items in sorted(groups.items()):
+                v = res.variant
+                groups.setdefault((v.named_depth or 0, v.hidden_dim, v.buffer_size), []).append(res)
+        for (d, h, b), items in sorted(groups.items()):
+            cap = f"d{d}-h{h}-b{b}" if d else f"h{h}-b{b}"  # a sweep over depths: one line per depth too
             values = {
-                f"by_capacity/avg_regret/h{h}-b{b}": float(np.mean([p.avg_regret for p in items])),
-                f"by_capacity/val_mse/h{h}-b{b}": float(np.mean([p.metrics["val_mse"] for p in items])),
+                f"by_capacity/avg_regret/{cap}": float(np.mean([p.avg_regret for p in items])),
+                f"by_capacity/val_mse/{cap}": float(np.mean([p.metrics["val_mse"] for p in items])),
             }
             if all("reward_mse" in p.metrics for p in items):  # a world model with reward heads
-                values[f"by_capacity/reward_mse/h{h}-b{b}"] = float(np.mean([p.metrics["reward_mse"] for p in items]))
+                values[f"by_capacity/reward_mse/{cap}"] = float(np.mean([p.metrics["reward_mse"] for p in items]))
             ctl.scalars(judged.epoch, values)
 
     def _write_stats(self, host: HostState, flop_fraction: float) -> None:
@@ -319,26 +331,15 @@ class SweepWriter:
         if run.exists():
             shutil.rmtree(run)
         with RunWriter(run) as cap:
-            # against hidden_dim, one line per buffer_size (with advantage and model error) ...
-            for c in caps:
-                line = f"buffer_size_{c['buffer_size']}"
-                cap.scalars(int(c["hidden_dim"]), {
-                    f"capacity/avg_regret_vs_hidden_dim/{line}": c["avg_regret"],
-                    f"capacity/avg_advantage_vs_hidden_dim/{line}": c["avg_advantage"],
-                    f"capacity/val_mse_vs_hidden_dim/{line}": c["val_mse"],
-                })
-            # ... and against buffer_size, one line per hidden_dim tested at two or more buffer sizes
-            for c in caps:
-                if sum(o["hidden_dim"] == c["hidden_dim"] for o in caps) > 1:
-                    cap.scalars(int(c["buffer_size"]), {
-                        f"capacity/avg_regret_vs_buffer_size/hidden_dim_{c['hidden_dim']}": c["avg_regret"]})
+            _write_capacity_curves(cap, caps)
         ctl = self.writers.get(CONTROLLER_RUN)
         if ctl is None:
             return
         rec = decision.recommended
         ctl.scalars(epoch, {"decision/recommended_hidden_dim": rec.get("hidden_dim"),
                             "decision/recommended_buffer_size": rec.get("buffer_size"),
-                            "decision/expand": 1.0 if decision.decision == "expand" else 0.0})
+                            "decision/expand": 1.0 if decision.decision == "expand" else 0.0,
+                            **({"decision/recommended_num_layers": rec["num_layers"]} if "num_layers" in rec else {})})
         ctl.text("decision", decision_text(decision), epoch)
         from augnes_jax import dashboard
 
@@ -395,3 +396,20 @@ def _abandon(w: RunWriter) -> None:
         events._worker.stop()
 
 
+def _write_capacity_curves(cap: RunWriter, caps: list[dict[str, Any]]) -> None:
+    """Writes ``decision.json``'s per-capacity averages as curves; in a sweep over depths, one line per depth too."""
+    # against hidden_dim, one line per buffer_size (with advantage and model error) ...
+    for c in caps:
+        depth = f"_num_layers_{c['num_layers']}" if "num_layers" in c else ""
+        line = f"buffer_size_{c['buffer_size']}{depth}"
+        cap.scalars(int(c["hidden_dim"]), {
+            f"capacity/avg_regret_vs_hidden_dim/{line}": c["avg_regret"],
+            f"capacity/avg_advantage_vs_hidden_dim/{line}": c["avg_advantage"],
+            f"capacity/val_mse_vs_hidden_dim/{line}": c["val_mse"],
+        })
+    # ... and against buffer_size, one line per hidden_dim tested at two or more buffer sizes
+    for c in caps:
+        if sum(o["hidden_dim"] == c["hidden_dim"] and o.get("num_layers") == c.get("num_layers") for o in caps) > 1:
+            depth = f"_num_layers_{c['num_layers']}" if "num_layers" in c else ""
+            cap.scalars(int(c["buffer_size"]), {
+                f"capacity/avg_regret_vs_buffer_size/hidden_dim_{c['hidden_dim']}{depth}": c["avg_regret"]})

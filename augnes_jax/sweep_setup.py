@@ -14,7 +14,7 @@ import numpy as np
 
 from augnes_jax import buffer as rb
 from augnes_jax import envs as envs_lib
-from augnes_jax.config import Config, ConfigError, check_goals
+from augnes_jax.config import Config, ConfigError, check_goals, sweep_depths
 from augnes_jax.distribution import Placement, pad_rows, shard_bucket_fns
 from augnes_jax.epoch import (
     EpochSettings,
@@ -84,8 +84,8 @@ def sweep_buckets(cfg: Config) -> list[Bucket]:
     v = cfg.variants
     if v.capacity_mode == "auto":
         return build_buckets((v.auto_start_hidden_dim,), v.buffer_sizes, v.seeds, v.bucket_ratio,
-                             max_width_override=v.auto_max_hidden_dim)
-    return build_buckets(v.hidden_dims, v.buffer_sizes, v.seeds, v.bucket_ratio)
+                             max_width_override=v.auto_max_hidden_dim, depths=sweep_depths(cfg))
+    return build_buckets(v.hidden_dims, v.buffer_sizes, v.seeds, v.bucket_ratio, depths=sweep_depths(cfg))
 
 
 @dataclasses.dataclass
@@ -123,7 +123,7 @@ def build_bucket_run(b: Bucket, cfg: Config, env: Any, env_params: Any, goal_ids
     """
     wmc = cfg.world_model
     obs_dim, act_dim = env.obs_dim, env.action_feature_dim
-    wm = make_world_model(obs_dim, act_dim, b.max_width, wmc.num_layers, wmc.learning_rate,
+    wm = make_world_model(obs_dim, act_dim, b.max_width, b.num_layers, wmc.learning_rate,
                           wmc.weight_decay, wmc.grad_clip, wmc.batch_size,
                           num_goals=env.num_goals, learn_reward=settings.learn_reward)
     fns = make_bucket_fns(env, env_params, wm, goal_ids, env.num_goals, settings)

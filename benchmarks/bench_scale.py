@@ -85,18 +85,18 @@ def epoch_flops(sweep) -> dict[str, float]:
     eval_evals = int(sweep.val.obs.shape[0]) + int(sweep.val.obs_seq.shape[0]) * max(s.k_steps)
     train_samples = s.train_steps * cfg.world_model.batch_size
 
-    def per_row(width: int) -> dict[str, float]:
-        f = forward_flops(obs, act, width, layers)
-        return {"train": train_samples * flops_per_sample(obs, act, width, layers), "control": control_evals * f,
+    def per_row(width: int, depth: int) -> dict[str, float]:
+        f = forward_flops(obs, act, width, depth)
+        return {"train": train_samples * flops_per_sample(obs, act, width, depth), "control": control_evals * f,
                 "collect": collect_evals * f, "evaluate": eval_evals * f}
 
     executed = {"train": 0.0, "control": 0.0, "collect": 0.0, "evaluate": 0.0}
     useful = dict(executed)
     for r in sweep.runs:
-        for k, v in per_row(r.bucket.max_width).items():
+        for k, v in per_row(r.bucket.max_width, r.bucket.num_layers).items():
             executed[k] += r.padded_size * v
         for variant in r.bucket.variants:
-            for k, v in per_row(variant.hidden_dim).items():
+            for k, v in per_row(variant.hidden_dim, variant.num_layers).items():
                 useful[k] += v
     return {"executed": sum(executed.values()), "useful": sum(useful.values()),
             "executed_by_phase": executed, "useful_by_phase": useful}
