@@ -468,6 +468,9 @@ def _check_data(cfg: Config) -> None:
         raise ConfigError("data.holdout_fraction", f"must be in (0, 1), got {d.holdout_fraction}")
     _positive("data.chunk_rows", d.chunk_rows)
     _positive("data.max_eval_rows", d.max_eval_rows)
+    if d.path is not None and d.mode == "fit" and len(cfg.variants.num_layers or ()) > 1:
+        raise ConfigError("variants.num_layers", "a sweep on data.path compares widths at one depth; "
+                                                 "give one depth (or use data.mode=seed with an env)")
     if d.path is not None and d.mode == "fit" and cfg.variants.capacity_mode != "fixed":
         raise ConfigError("variants.capacity_mode", "a sweep on data.path compares fixed hidden_dims; set it to fixed")
     _choice("data.mode", d.mode, ("fit", "seed"))

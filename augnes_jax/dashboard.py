@@ -73,7 +73,8 @@ def _recommended(run_dir: Path, ctrl: MetaJudgmentController, prefer_controller:
     if not prefer_controller and path.exists():
         try:
             rec = files.read_json(path).get("recommended") or {}
-            return {"hidden_dim": rec.get("hidden_dim"), "buffer_size": rec.get("buffer_size")}
+            out = {"hidden_dim": rec.get("hidden_dim"), "buffer_size": rec.get("buffer_size")}
+            return {**out, "num_layers": rec["num_layers"]} if "num_layers" in rec else out
         except (ValueError, OSError, AttributeError) as e:
             log.warning("cannot read %s (%s); using the controller's decision", path, e)
     decision = ctrl.decision if ctrl.decision is not None else ctrl.update()

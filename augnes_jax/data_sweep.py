@@ -113,7 +113,8 @@ def prepare(cfg: Config) -> DataRun:
     eval_rows = min(d.max_eval_rows, plan.held_out_rows)
     v = cfg.variants
     windows = min(max(1, d.max_eval_rows // k_max), plan.held_out_rows // k_max)  # at most
-    parts = estimate_data_bytes(cfg, build_buckets(v.hidden_dims, v.buffer_sizes, v.seeds, v.bucket_ratio), scan,
+    parts = estimate_data_bytes(cfg, build_buckets(v.hidden_dims, v.buffer_sizes, v.seeds, v.bucket_ratio,
+                                                  depths=sweep_depths(cfg)), scan,
                                 train_rows=keep, eval_rows=eval_rows, windows=windows)
     need, have = check_data_memory(cfg, parts)
     log.info("data run needs about %.2f GiB%s", need / 2**30,

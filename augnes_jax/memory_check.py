@@ -106,7 +106,7 @@ def estimate_data_bytes(cfg: Config, buckets: list[Bucket], scan: FileScan, *, t
     for b in buckets:
         v = len(b.variants)
         n_params = variant_num_params(
-            Variant("", b.max_width, 0, 0, b.name, 0, b.max_width), d, a, cfg.world_model.num_layers, extra)
+            Variant("", b.max_width, 0, 0, b.name, 0, b.max_width, b.num_layers), d, a, extra)
         parts["ring_buffers"] += v * b.max_buffer_size * item
         parts["params_optimizer"] += v * n_params * 4 * 3
         parts["evaluation_arrays"] += device_eval

@@ -229,3 +229,13 @@ def test_the_data_sweep_orders_widths_as_the_env_sweep_whose_transitions_it_read
 
     env_mse, data_mse = val_mse(tmp_path / "env_run"), val_mse(data_run)
     assert sorted(env_mse, key=env_mse.get) == sorted(data_mse, key=data_mse.get) == [32, 2]
+
+
+def test_a_data_only_sweep_over_several_depths_is_one_clear_config_error(data_file):
+    from augnes_jax.config import ConfigError
+
+    with pytest.raises(ConfigError, match="variants.num_layers"):
+        load_config(None, [f"data.path={data_file}", "variants.num_layers=[1,2]"])
+    assert load_config(None, [f"data.path={data_file}", "variants.num_layers=[1]"]).variants.num_layers == [1]
+    seeded = load_config(None, [f"data.path={data_file}", "data.mode=seed", "variants.num_layers=[1,2]"])
+    assert list(seeded.variants.num_layers) == [1, 2]

@@ -164,7 +164,7 @@ def test_buffers_equal_buffers_given_every_training_row(prepared, data_file):
     cfg, data, fits = prepared
     train, _ = split_by_episode(load_transitions(data_file), 0.2, cfg.seed)
     assert data.train_rows == train.num_rows > 700 == data.train.num_rows
-    items = data_sweep._train_items(train)
+    items = data_sweep.buffer_items(train)
     for fit in fits:
         capacity = np.asarray([v.buffer_size for v in fit.bucket.variants], np.int32)
         empty = init_bucket_buffers(jax.tree.map(lambda x: x[0], items), fit.bucket.max_buffer_size, capacity)
