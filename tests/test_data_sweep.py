@@ -236,6 +236,6 @@ def test_a_data_only_sweep_over_several_depths_is_one_clear_config_error(data_fi
 
     with pytest.raises(ConfigError, match="variants.num_layers"):
         load_config(None, [f"data.path={data_file}", "variants.num_layers=[1,2]"])
-    assert load_config(None, [f"data.path={data_file}", "variants.num_layers=[1]"]).variants.num_layers == [1]
+    assert load_config(None, [f"data.path={data_file}", "variants.num_layers=[1]"]).variants.num_layers == (1,)
     seeded = load_config(None, [f"data.path={data_file}", "data.mode=seed", "variants.num_layers=[1,2]"])
     assert list(seeded.variants.num_layers) == [1, 2]
