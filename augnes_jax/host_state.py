@@ -162,6 +162,8 @@ def judge_epoch(host: HostState, outputs: EpochOutputs, epoch: int, goal_ids: np
             metrics["diverged"] = diverged
             meta = {"hidden_dim": v.hidden_dim, "buffer_size": v.buffer_size, "seed": v.seed,
                     "num_params": num_params(v)}
+            if v.named_depth is not None:  # a sweep over depths
+                meta["num_layers"] = v.named_depth
             host.wm_stats.record(v.name, epoch, metrics, meta)
             counts = np.asarray(out.counts[i], np.float64)
             share = (counts / max(counts.sum(), 1.0))[goal_ids]

@@ -130,7 +130,7 @@ class WorldModelStats:
             entries (e.g. ``diverged``) are kept as they are. The head errors of
             :data:`HEAD_KEYS` are recorded only when present.
           meta: ``hidden_dim``, ``buffer_size``, ``seed``, ``num_params`` (updated when given:
-            a variant that grows records its new width).
+            a variant that grows records its new width), and ``num_layers`` in a sweep over depths.
         """
         variant = self.variants.setdefault(
             variant_name, {**{k: None for k in _META_KEYS}, "epochs": []}
@@ -138,6 +138,8 @@ class WorldModelStats:
         for key in _META_KEYS:
             if meta is not None and meta.get(key) is not None:
                 variant[key] = _int(meta[key])
+        if meta is not None and meta.get("num_layers") is not None:  # a sweep over depths
+            variant["num_layers"] = _int(meta["num_layers"])
         val = _float(metrics.get("val_mse"))
         entry = {
             "epoch": int(epoch),

@@ -157,6 +157,9 @@ def test_a_sweep_over_depths_runs_end_to_end(depth_run, capsys):
     rows = [json.loads(line) for line in (run_dir / "judgments.jsonl").read_text().splitlines()]
     assert {r["variant"] for r in rows} == {f"d{d}-h{h}-b400-s{s}" for d in (1, 2) for h in (4, 16) for s in (0, 1)}
     assert all(r["num_layers"] == parse_variant_name(r["variant"]).num_layers for r in rows)
+    wm = json.loads((run_dir / "world_model_stats.json").read_text())["variants"]
+    assert {name: v["num_layers"] for name, v in wm.items()} == {
+        name: parse_variant_name(name).num_layers for name in wm}
     doc = json.loads((run_dir / "decision.json").read_text())
     assert set(doc["recommended"]) == {"hidden_dim", "buffer_size", "num_layers"}
     assert {(c["num_layers"], c["hidden_dim"]) for c in doc["capacities"]} == {(1, 4), (1, 16), (2, 4), (2, 16)}
