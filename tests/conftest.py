@@ -5,8 +5,9 @@ process uses it, and ``JAX_COMPILATION_CACHE_DIR`` hands it to every subprocess 
 ``infer``, the multi-device scripts), so a program is compiled once per session rather than once
 per subprocess. A test that measures compilation itself takes the ``no_compile_cache`` fixture.
 
-``tiny_sweep`` is one sweep of ``tests/sweep_configs.TINY`` run once per session, read by every
-test that only checks what such a run writes (they must not write into it).
+``tiny_sweep`` (``TINY``) and ``auto_sweep`` (``AUTO``, widths grown live) are sweeps run once per
+session in this process, read by every test that only checks what such a run writes (they must
+not write into them).
 """
 
 import os
@@ -59,3 +60,18 @@ def tiny_sweep(tmp_path_factory):
     cfg = load_config(None, TINY)
     summary = Sweep(cfg, run_dir, progress=False).run()
     return cfg, run_dir, summary
+
+
+@pytest.fixture(scope="session")
+def auto_sweep(tmp_path_factory):
+    """One in-process sweep of ``AUTO`` (capacity_mode=auto) shared by the session: its run directory.
+
+    Read-only for its users, like ``tiny_sweep``.
+    """
+    from augnes_jax.config import load_config
+    from augnes_jax.sweep import Sweep
+    from tests.sweep_configs import AUTO
+
+    run_dir = tmp_path_factory.mktemp("auto_sweep") / "auto"
+    Sweep(load_config(None, AUTO), run_dir, progress=False).run()
+    return run_dir
