@@ -4,6 +4,10 @@ The whole session shares one persistent compilation cache in a temporary directo
 process uses it, and ``JAX_COMPILATION_CACHE_DIR`` hands it to every subprocess (sweeps,
 ``infer``, the multi-device scripts), so a program is compiled once per session rather than once
 per subprocess. A test that measures compilation itself takes the ``no_compile_cache`` fixture.
+
+``tiny_sweep`` (``TINY``) and ``auto_sweep`` (``AUTO``, widths grown live) are sweeps run once per
+session in this process, read by every test that only checks what such a run writes (they must
+not write into them).
 """
 
 import os
@@ -40,3 +44,34 @@ def no_compile_cache():
     finally:
         os.environ[compile_cache.ENV_VAR] = SESSION_CACHE
         compile_cache.configure("auto")
+
+
+@pytest.fixture(scope="session")
+def tiny_sweep(tmp_path_factory):
+    """One in-process sweep of ``TINY`` shared by the session: (config, run directory, summary).
+
+    Read-only for its users: a test that changes a run works on a copy (``shutil.copytree``).
+    """
+    from augnes_jax.config import load_config
+    from augnes_jax.sweep import Sweep
+    from tests.sweep_configs import TINY
+
+    run_dir = tmp_path_factory.mktemp("tiny_sweep") / "tiny"
+    cfg = load_config(None, TINY)
+    summary = Sweep(cfg, run_dir, progress=False).run()
+    return cfg, run_dir, summary
+
+
+@pytest.fixture(scope="session")
+def auto_sweep(tmp_path_factory):
+    """One in-process sweep of ``AUTO`` (capacity_mode=auto) shared by the session: its run directory.
+
+    Read-only for its users, like ``tiny_sweep``.
+    """
+    from augnes_jax.config import load_config
+    from augnes_jax.sweep import Sweep
+    from tests.sweep_configs import AUTO
+
+    run_dir = tmp_path_factory.mktemp("auto_sweep") / "auto"
+    Sweep(load_config(None, AUTO), run_dir, progress=False).run()
+    return run_dir

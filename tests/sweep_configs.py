@@ -20,3 +20,8 @@ TINY = [
     "meta.bootstrap_samples=200",
     "checkpoint.keep_last=3",
 ]
+
+# TINY with widths grown live: h4 -> h8 -> h16 over three epochs, deciding on the last epoch alone
+AUTO = [x for x in TINY if not x.startswith(("epochs=", "variants.hidden_dims="))] + [
+    "epochs=3", "variants.capacity_mode=auto", "variants.auto_start_hidden_dim=4",
+    "variants.auto_max_hidden_dim=16", "meta.last_k_epochs=1"]

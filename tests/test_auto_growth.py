@@ -4,19 +4,13 @@ import json
 
 from augnes_jax.config import load_config
 from augnes_jax.judgments import read_judgments
-from augnes_jax.sweep import Sweep
 from augnes_jax.tensorboard_io import TensorBoardReader
-from tests.sweep_configs import TINY
+from tests.sweep_configs import AUTO
 
 
-def test_auto_mode_grows_from_the_start_width_and_records_it(tmp_path):
-    overrides = [x for x in TINY if not x.startswith(("epochs=", "variants.hidden_dims="))] + [
-        "epochs=3", "variants.capacity_mode=auto", "variants.auto_start_hidden_dim=4",
-        "variants.auto_max_hidden_dim=16", "variants.seeds=[0,1]", "meta.last_k_epochs=1",
-    ]
-    cfg = load_config(None, overrides)
-    run = tmp_path / "auto"
-    Sweep(cfg, run, progress=False).run()
+def test_auto_mode_grows_from_the_start_width_and_records_it(auto_sweep):
+    assert "variants.seeds=[0,1]" in AUTO and load_config(None, AUTO).variants.capacity_mode == "auto"
+    run = auto_sweep  # the session's AUTO sweep (tests/conftest.py)
     decision = json.loads((run / "decision.json").read_text())
     growth = decision["growth"]
     # one explore step after the first epoch: every seed's h4 became h8, and training continued

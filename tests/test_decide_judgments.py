@@ -174,16 +174,11 @@ def test_the_command_line_writes_the_decision_it_explains(tmp_path, capsys):
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_decide_on_a_sweeps_log_equals_the_sweeps_own_decision(tmp_path):
+def test_decide_on_a_sweeps_log_equals_the_sweeps_own_decision(tiny_sweep):
     from augnes_jax import envs
-    from augnes_jax.config import load_config
-    from augnes_jax.sweep import Sweep
     from augnes_jax.world_model import num_params
-    from tests.sweep_configs import TINY
 
-    cfg = load_config(None, TINY)
-    run_dir = tmp_path / "tiny"
-    Sweep(cfg, run_dir, progress=False).run()
+    cfg, run_dir, _ = tiny_sweep  # the session's TINY sweep (tests/conftest.py)
     env = envs.make(cfg.env.name)
     widths = cfg.variants.hidden_dims
     params = {h: num_params(env.obs_dim, env.action_dim, h, cfg.world_model.num_layers) for h in widths}

@@ -1,6 +1,7 @@
 """Kill a sweep at random moments, resume it, and get exactly what an uninterrupted run gives.
 
-Every sweep here runs in a subprocess (SIGKILL must hit a real process). The subprocesses share a
+Every sweep that is killed or resumed here runs in a subprocess (SIGKILL must hit a real process);
+the auto-mode reference is the session's in-process AUTO sweep. The subprocesses share a
 persistent XLA compilation cache under the session's temporary directory, so only the first one
 compiles; a cached executable is the same program, which the comparisons below also check
 (the reference run compiles, the resumed runs load from the cache).
@@ -21,7 +22,7 @@ import numpy as np
 import pytest
 
 from augnes_jax.checkpoint_read import restore_checkpoint
-from tests.sweep_configs import TINY
+from tests.sweep_configs import AUTO, TINY
 
 # regret-prioritised collection: the resumed run's goal probabilities come from the rebuilt
 # ledger, so any difference in its float sums would change the collected data
@@ -284,25 +285,19 @@ def test_rebuilt_ledger_adds_epoch_by_epoch_in_episode_order():
     assert counts.tolist() == [4.0, 2.0] and sums.tolist() == [goal0, 3.0]
 
 
-AUTO_CFG = [x for x in TINY if not x.startswith(("epochs=", "variants.hidden_dims="))] + [
-    "epochs=3", "variants.capacity_mode=auto", "variants.auto_start_hidden_dim=4",
-    "variants.auto_max_hidden_dim=16", "meta.last_k_epochs=1"]
-
-
-def test_auto_mode_killed_after_growth_resumes_to_the_same_run(tmp_path_factory, tmp_path):
+def test_auto_mode_killed_after_growth_resumes_to_the_same_run(auto_sweep, tmp_path_factory, tmp_path):
     """A run that grew its widths, killed after the next epoch's judgments, resumes with the grown
-    variants and ends where an uninterrupted run ends."""
+    variants and ends where an uninterrupted run ends (the session's in-process AUTO sweep)."""
     env = sweep_env(tmp_path_factory)
-    ref_dir = tmp_path / "reference"
-    subprocess.run(sweep_cmd(ref_dir, cfg=AUTO_CFG), env=env, check=True, capture_output=True, timeout=600)
+    ref_dir = auto_sweep
     growth = json.loads((ref_dir / "decision.json").read_text())["growth"]
     assert growth and min(g["epoch"] for g in growth) == 0  # grown after the first epoch
 
     run_dir = tmp_path / "run"
     per_epoch = 2 * EPISODES  # two seeds
-    kill_when(sweep_cmd(run_dir, cfg=AUTO_CFG), env, run_dir, lambda d: _judgment_lines(d) >= 2 * per_epoch, 0.0)
+    kill_when(sweep_cmd(run_dir, cfg=AUTO), env, run_dir, lambda d: _judgment_lines(d) >= 2 * per_epoch, 0.0)
     assert _judgment_lines(run_dir) < 3 * per_epoch  # stopped before the end
-    res = subprocess.run(sweep_cmd(run_dir, "--resume", cfg=AUTO_CFG), env=env, capture_output=True, text=True,
+    res = subprocess.run(sweep_cmd(run_dir, "--resume", cfg=AUTO), env=env, capture_output=True, text=True,
                          timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     assert_same(artifacts(ref_dir), artifacts(run_dir))

@@ -16,11 +16,9 @@ from tests.sweep_configs import TINY
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("sweep") / "tiny"
-    cfg = load_config(None, TINY)
-    summary = Sweep(cfg, run_dir, progress=False).run()
-    return cfg, run_dir, summary
+def tiny_run(tiny_sweep):
+    """The session's TINY sweep (tests/conftest.py), read-only."""
+    return tiny_sweep
 
 
 def test_every_artifact_exists_and_parses(tiny_run):

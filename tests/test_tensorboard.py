@@ -26,11 +26,9 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 
 from augnes_jax import dashboard
 from augnes_jax.alerts import alert_sentence
-from augnes_jax.config import load_config
 from augnes_jax.evidence import DIVERGED_TAG, NUM_PARAMS_TAG, read_variants
 from augnes_jax.judgments import read_judgments
 from augnes_jax.meta import MetaJudgmentController
-from augnes_jax.sweep import Sweep
 from augnes_jax.sweep_io import TB_FIGURES, capacity_run
 from augnes_jax.tensorboard_io import (
     MAX_LINES,
@@ -39,7 +37,6 @@ from augnes_jax.tensorboard_io import (
     png_size,
     write_regret_summaries,
 )
-from tests.sweep_configs import TINY
 
 KEEP_ALL = {kind: 0 for kind in ea.DEFAULT_SIZE_GUIDANCE}
 VARIANTS = ["h16-b400-s0", "h16-b400-s1", "h4-b400-s0", "h4-b400-s1"]
@@ -47,10 +44,9 @@ CURVE = "capacity/avg_regret_vs_hidden_dim/buffer_size_400"
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("tb") / "tiny"
-    cfg = load_config(None, TINY)
-    Sweep(cfg, run_dir, progress=False).run()
+def run(tiny_sweep):
+    """The session's TINY sweep (tests/conftest.py), read-only."""
+    cfg, run_dir, _ = tiny_sweep
     return cfg, run_dir
 
 
