@@ -462,7 +462,7 @@ class _ScalarsWriter:
 
 
 def _result(h, seed, regret, metrics):
-    return SimpleNamespace(variant=SimpleNamespace(hidden_dim=h, buffer_size=100, seed=seed), diverged=False,
+    return SimpleNamespace(variant=SimpleNamespace(hidden_dim=h, buffer_size=100, seed=seed, named_depth=None), diverged=False,
                            avg_regret=regret, metrics=metrics)
 
 
