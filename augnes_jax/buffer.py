@@ -109,6 +109,16 @@ def add(state: BufferState, batch: PyTree, mask: jax.Array | None = None) -> Buf
     return state.replace(data=data, count=state.count + num_valid)
 
 
+def add_after(state: BufferState, skipped: int | jax.Array, batch: PyTree) -> BufferState:
+    """Returns an empty buffer given ``batch``, the last items of a longer stream, as if all of it came.
+
+    The ``skipped`` items before ``batch`` only move the write position: adding every item of the
+    stream in order would leave ``batch``'s items in the same slots (item ``i`` at ``i % capacity``)
+    with the same ``count``, since the skipped ones are overwritten or never kept.
+    """
+    return add(state.replace(count=jnp.full_like(state.count, skipped)), batch)
+
+
 def sample(state: BufferState, key: jax.Array, batch_size: int) -> PyTree:
     """Returns `batch_size` items drawn uniformly with replacement from ``[0, size)``.
 

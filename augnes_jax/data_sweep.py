@@ -42,16 +42,16 @@ import numpy as np
 from augnes_jax import buffer as rb
 from augnes_jax import files, reporting, run_lock
 from augnes_jax.clock import utc_now
-from augnes_jax.config import Config, sweep_depths, to_yaml
+from augnes_jax.config import Config, to_yaml
 from augnes_jax.epoch import init_bucket_buffers, init_bucket_states
 from augnes_jax.errors import ConfigError
 from augnes_jax.memory_check import check_data_memory, estimate_data_bytes
 from augnes_jax.sampling import INIT, TRAIN, variant_keys
-from augnes_jax.sweep_setup import check_writable, resolve_run_dir
+from augnes_jax.sweep_setup import check_writable, resolve_run_dir, sweep_buckets
 from augnes_jax.tensorboard_io import RunWriter
 from augnes_jax.transitions import Transitions
 from augnes_jax.transitions_stream import plan_split, read_kept, scan_file
-from augnes_jax.variants import Bucket, build_buckets, variant_num_params
+from augnes_jax.variants import Bucket, variant_num_params
 from augnes_jax.world_model import head_sizes, jitted_train_epoch, make_world_model
 from augnes_jax.world_model_eval import k_step_errors, one_step_errors
 from augnes_jax.world_model_stats import WorldModelStats
@@ -111,10 +111,8 @@ def prepare(cfg: Config) -> DataRun:
     k_max = max(cfg.world_model.k_steps)
     keep = min(max(cfg.variants.buffer_sizes), plan.train_rows)
     eval_rows = min(d.max_eval_rows, plan.held_out_rows)
-    v = cfg.variants
     windows = min(max(1, d.max_eval_rows // k_max), plan.held_out_rows // k_max)  # at most
-    parts = estimate_data_bytes(cfg, build_buckets(v.hidden_dims, v.buffer_sizes, v.seeds, v.bucket_ratio,
-                                                  depths=sweep_depths(cfg)), scan,
+    parts = estimate_data_bytes(cfg, sweep_buckets(cfg), scan,
                                 train_rows=keep, eval_rows=eval_rows, windows=windows)
     need, have = check_data_memory(cfg, parts)
     log.info("data run needs about %.2f GiB%s", need / 2**30,
@@ -163,10 +161,9 @@ class BucketFit:
         items = buffer_items(data.train)
         item = jax.tree.map(lambda x: x[0], items)
         buffers = init_bucket_buffers(item, b.max_buffer_size, jnp.asarray(capacity))
-        # the kept rows are the last of data.train_rows: a buffer that had taken every one holds them
-        # at the same slots (row i at i % capacity), so they are added after the rows left unread
-        buffers = buffers.replace(count=jnp.full_like(buffers.count, data.train_rows - data.train.num_rows))
-        self.buffers = jax.jit(jax.vmap(rb.add, in_axes=(0, None)))(buffers, items)
+        # the kept rows are the last of data.train_rows, added after the rows left unread
+        self.buffers = jax.jit(jax.vmap(rb.add_after, in_axes=(0, None, None)))(
+            buffers, data.train_rows - data.train.num_rows, items)
         self.train = jitted_train_epoch(self.wm, wmc.train_steps_per_epoch)
         held, ks, num_goals = data.held_out, tuple(sorted(wmc.k_steps)), data.num_goals
         val = tuple(jnp.asarray(x) for x in (held.obs, held.action, held.next_obs, held.goal_id))
@@ -193,9 +190,7 @@ class BucketFit:
 
 def make_fits(data: DataRun) -> list[BucketFit]:
     """Returns one freshly initialised :class:`BucketFit` per width bucket of the config."""
-    v = data.cfg.variants
-    return [BucketFit(b, data) for b in build_buckets(v.hidden_dims, v.buffer_sizes, v.seeds, v.bucket_ratio,
-                                                         depths=sweep_depths(data.cfg))]
+    return [BucketFit(b, data) for b in sweep_buckets(data.cfg)]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -115,7 +115,7 @@ class BucketRun:
 
 
 def build_bucket_run(b: Bucket, cfg: Config, env: Any, env_params: Any, goal_ids: np.ndarray,
-                     settings: EpochSettings, placement: Placement, seed: dict | None = None) -> BucketRun:
+                     settings: EpochSettings, placement: Placement, seed: Any = None) -> BucketRun:
     """Returns bucket ``b``'s jitted functions and its freshly initialised, placed device state.
 
     ``seed`` (:func:`augnes_jax.buffer_seed.seed_items`: the file's last rows) is added to every
@@ -135,9 +135,8 @@ def build_bucket_run(b: Bucket, cfg: Config, env: Any, env_params: Any, goal_ids
     # built straight into their sharding, so no single device ever holds every buffer
     def init(k, h, c, rows):
         buffers = init_bucket_buffers(item, b.max_buffer_size, c)
-        if rows is not None:  # the write position first counts the file's rows before the kept ones
-            buffers = buffers.replace(count=jnp.full_like(buffers.count, rows.before))
-            buffers = jax.vmap(rb.add, in_axes=(0, None))(buffers, rows.items)
+        if rows is not None:  # the file's last rows, after the rows before them
+            buffers = jax.vmap(rb.add_after, in_axes=(0, None, None))(buffers, rows.before, rows.items)
         return init_bucket_states(wm, k, h), buffers
 
     init = jax.jit(init, out_shardings=placement.sharding)

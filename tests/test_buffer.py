@@ -160,3 +160,15 @@ def test_valid_mask_and_empty_buffer():
 def test_init_rejects_empty_storage():
     with pytest.raises(ValueError, match="max_size"):
         rb.init(_item(), 0, 1)
+
+
+@pytest.mark.parametrize("n, keep, capacity", [(23, 7, 5), (23, 5, 5), (10, 10, 16), (40, 12, 12)])
+def test_add_after_equals_adding_the_whole_stream(n, keep, capacity):
+    stream = {"x": np.arange(n, dtype=np.float32) * 1.5, "g": np.arange(n, dtype=np.int32) % 3}
+    whole = rb.add(rb.init({"x": np.float32(0), "g": np.int32(0)}, 16, capacity), stream)
+    tail = {k: v[n - keep:] for k, v in stream.items()}
+    part = rb.add_after(rb.init({"x": np.float32(0), "g": np.int32(0)}, 16, capacity), n - keep, tail)
+    assert int(part.count) == int(whole.count) == n
+    live = min(n, capacity)
+    for k in stream:
+        np.testing.assert_array_equal(np.asarray(part.data[k])[:live], np.asarray(whole.data[k])[:live])
