@@ -29,9 +29,59 @@ from augnes_jax.judgments_schema import (
 )
 from augnes_jax.regret import episode_advantage, episode_regret
 
-__all__ = ["Judgments", "as_judgments"]
+__all__ = ["Judgments", "as_judgments", "run_columns"]
 
 _INT64_MAX = 2**63 - 1
+
+
+class _StringColumn:
+    """A string field of :class:`Judgments`: a list, which the reader may hand over as a polars
+    String column instead; that column becomes the list the first time the field is read.
+
+    A reader that only needs the numeric columns never pays for millions of Python strings, and
+    :meth:`Judgments.to_polars` hands the column on as it is.
+    """
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> list:
+        if obj is None:
+            raise AttributeError(self.name)  # the field has no default
+        value = obj.__dict__[self.name]
+        if not isinstance(value, list):
+            value = obj.__dict__[self.name] = _string_list(value)
+        return value
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        obj.__dict__[self.name] = value
+
+
+def run_columns(df: Any) -> set[str]:
+    """Returns the names of the polars DataFrame's columns whose rows mostly repeat the row before
+    them (judged from 256 sampled pairs, in one pass): a sweep's batch shares its run, variant,
+    epoch and often its timestamp, so such a column is best handled once per run of equal
+    values."""
+    import polars as pl
+
+    n = df.height
+    if n < 64:
+        return set()
+    idx = pl.Series(np.linspace(1, n - 1, 256).astype(np.int64))
+    same = df.select(pl.all().gather(idx).eq_missing(pl.all().gather(idx - 1)).sum()).row(0, named=True)
+    return {name for name, k in same.items() if k * 2 > len(idx)}
+
+
+def _string_list(s: Any) -> list:
+    """Returns a polars String column as a list; a column of runs (:func:`run_columns`) is
+    converted once per run, the run's rows sharing one string object."""
+    if not run_columns(s.to_frame()):
+        return s.to_list()
+    runs = s.rle()
+    out: list = []
+    for v, k in zip(runs.struct.field("value").to_list(), runs.struct.field("len").to_list(), strict=True):
+        out += [v] * k
+    return out
 
 
 @dataclasses.dataclass
@@ -56,11 +106,11 @@ class Judgments:
     buffer_size: np.ndarray
     seed: np.ndarray
     schema: np.ndarray
-    run: list
-    variant: list
-    strategy: list
-    oracle: list
-    ts: list
+    run: list = _StringColumn()
+    variant: list = _StringColumn()
+    strategy: list = _StringColumn()
+    oracle: list = _StringColumn()
+    ts: list = _StringColumn()
     extra: list
     path: str = ""
 
@@ -177,7 +227,7 @@ class Judgments:
         for name in FLOAT_FIELDS:
             cols[name] = pl.Series(name, getattr(self, name), pl.Float64, nan_to_null=True)
         for name in STR_FIELDS:
-            cols[name] = pl.Series(name, getattr(self, name), pl.String)
+            cols[name] = pl.Series(name, self.__dict__[name], pl.String)  # as held: no list built
         cols["extra"] = pl.Series(
             "extra", [record_json(dict(e)) if e else None for e in self.extra], pl.String
         )

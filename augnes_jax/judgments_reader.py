@@ -7,10 +7,13 @@
   it grows). Extra fields of other systems' logs are kept per row. A malformed line raises
   :class:`JudgmentError` naming its line; a torn last line is skipped with a warning.
 
-polars parses the lines into columns and NumPy checks them (types, finiteness, the
-regret/optimal agreement) all at once. If polars refuses the lines or a check fails, they are
-read again one by one with :func:`json.loads` and :func:`check_record`, which name the first
-bad line; that careful pass is also the reference the fast one is tested against.
+polars parses the lines into columns and checks them in one parallel pass (nulls, signs,
+finiteness, strings that stood for other values), while a thread counts the file's quotes to
+prove it holds no field outside the schema; NumPy checks the regret/optimal agreement. String
+columns stay polars columns until a caller reads them. If polars refuses the lines or a check
+fails, they are read again one by one with :func:`json.loads` and :func:`check_record`, which
+name the first bad line; that careful pass is also the reference the fast one is tested
+against.
 """
 
 from __future__ import annotations
@@ -20,11 +23,12 @@ import mmap
 import os
 import warnings
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
-from augnes_jax.judgments_columns import Judgments
+from augnes_jax.judgments_columns import Judgments, run_columns
 from augnes_jax.judgments_schema import (
     FLOAT_FIELDS,
     INT_FIELDS,
@@ -91,35 +95,27 @@ def _polars_schema() -> dict:
     }
 
 
-def _mostly_runs(s) -> bool:
-    """Returns whether most rows of ``s`` repeat the row before them (from 256 sampled pairs)."""
-    n = len(s)
-    if n < 64:
-        return False
-    idx = np.linspace(1, n - 1, 256).astype(np.int64)
-    same = s.gather(idx).eq_missing(s.gather(idx - 1))
-    return int(same.sum()) * 2 > len(idx)
+def _facts(df, n: int) -> dict:
+    """Returns what the checks need to know of the parsed columns, computed by polars in one
+    parallel pass: each field's null count, the integer minima, the float NaN and Inf counts,
+    and whether a string field holds a value that stood for a non-string (its runs' heads
+    checked when the column is made of runs)."""
+    import polars as pl
 
-
-def _strings(s) -> tuple[list, bool]:
-    """Returns ``(values as a list, whether a value stood for a non-string)``.
-
-    A column made of runs of equal neighbours (a batch shares its run, variant, epoch and often
-    its timestamp) is checked and converted once per run.
-    """
-    lens = None
-    heads = s
-    if _mostly_runs(s):
-        runs = s.rle()
-        heads, lens = runs.struct.field("value"), runs.struct.field("len")
-    suspect = bool(heads.str.contains(_NOT_A_STRING).any())
-    values = heads.to_list()
-    if lens is not None:
-        out: list = []
-        for v, k in zip(values, lens.to_list(), strict=True):
-            out += [v] * k
-        values = out
-    return values, suspect
+    runs = run_columns(df.select(STR_FIELDS))
+    exprs = []
+    for name in INT_FIELDS:
+        exprs += [pl.col(name).null_count().alias(f"{name}:n"), pl.col(name).min().alias(f"{name}:min")]
+    for name in FLOAT_FIELDS:
+        col = pl.col(name)
+        exprs += [col.null_count().alias(f"{name}:n"),
+                  (col.is_nan() | col.is_infinite()).any().alias(f"{name}:bad")]  # fmt: skip
+    for name in STR_FIELDS:
+        col = pl.col(name)
+        heads = col.rle().struct.field("value") if name in runs else col
+        exprs += [col.null_count().alias(f"{name}:n"),
+                  heads.str.contains(_NOT_A_STRING).any().alias(f"{name}:bad")]  # fmt: skip
+    return df.select(exprs).row(0, named=True)
 
 
 def _count_byte(buf, byte: int) -> int:
@@ -129,8 +125,26 @@ def _count_byte(buf, byte: int) -> int:
     return sum(int(np.count_nonzero(a[i : i + step] == byte)) for i in range(0, a.shape[0], step))
 
 
+def _unescaped_quotes(data) -> int | None:
+    """Returns how many quotes ``data`` holds, or None if it holds a backslash (an escape)."""
+    return None if data.find(b"\\") >= 0 else _count_byte(data, ord('"'))
+
+
+_scanner: ThreadPoolExecutor | None = None
+
+
+def _scan(data) -> Future:
+    """Starts :func:`_unescaped_quotes` on a thread of its own: NumPy counts while polars
+    checks the columns."""
+    global _scanner
+    if _scanner is None:
+        _scanner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="judgments-scan")
+    return _scanner.submit(_unescaped_quotes, data)
+
+
 def _fast(source, data, path: str) -> Judgments | None:
-    """Returns the lines read by polars and checked in NumPy, or None to read them carefully.
+    """Returns the lines read by polars and checked in polars and NumPy, or None to read them
+    carefully.
 
     ``source`` is what polars reads (the file's path, or ``data`` itself); ``data`` holds the
     same bytes (a ``bytes`` or an ``mmap``). None means polars refused the lines, a check
@@ -142,50 +156,56 @@ def _fast(source, data, path: str) -> Judgments | None:
         df = pl.read_ndjson(source, schema=_polars_schema())
     except Exception:  # any refusal by the library: the careful pass names the line
         return None
+    scan = _scan(data)
+    try:
+        kw, present = _checked_columns(df)
+    finally:
+        quotes = scan.result()  # the scan reads ``data``: it ends before the caller unmaps it
+    if kw is None:
+        return None
     n = df.height
-    if df["goal_id"].null_count() or df["reward"].null_count():
-        return None
-    kw: dict[str, Any] = {}
-    present = 0  # quotes the known fields' keys and string values hold
-    for name in INT_FIELDS:
-        s = df[name]
-        present += 2 * (n - s.null_count())
-        low = s.min()
-        if low is not None and low < 0:
-            return None
-        kw[name] = s.fill_null(-1).to_numpy(writable=True).astype(np.int64, copy=False)
-    for name in FLOAT_FIELDS:
-        s = df[name]
-        nulls = s.null_count()
-        present += 2 * (n - nulls)
-        arr = s.to_numpy(writable=True).astype(np.float64, copy=False)
-        if np.count_nonzero(np.isnan(arr)) != nulls or np.isinf(arr).any():
-            return None
-        kw[name] = arr
-    for name in STR_FIELDS:
-        s = df[name]
-        present += 4 * (n - s.null_count())  # the key's two quotes and the value's two
-        kw[name], suspect = _strings(s)
-        if suspect:
-            return None
-    reward, opt, reg = kw["reward"], kw["optimal_reward"], kw["regret"]
-    implied = episode_regret(reward, opt)
-    if (np.isnan(opt) & np.isnan(reg)).any():
-        return None
-    if (np.abs(reg - implied) > regret_tolerance(opt, reward)).any():
-        return None
-    kw["regret"] = np.where(np.isnan(reg), implied, reg)
-    adv = kw["advantage"]
-    kw["advantage"] = np.where(np.isnan(adv), episode_advantage(reward, kw["baseline_reward"]), adv)
     # Without backslash escapes every quote opens or closes a key or a string value, so a quote
     # count equal to the known fields' proves the lines hold no other key (and no null field).
-    if data.find(b"\\") < 0 and _count_byte(data, ord('"')) == present:
+    if quotes == present:
         extra = [NO_EXTRA] * n
     else:
         extra = _extras(source, data, df, n)
         if extra is None:
             return None
     return Judgments(**kw, extra=extra, path=path)
+
+
+def _checked_columns(df) -> tuple[dict | None, int]:
+    """Returns ``(Judgments' columns, quotes the known fields hold)``, or ``(None, 0)`` where a
+    check fails. String columns stay polars columns (Judgments makes them lists when read)."""
+    n = df.height
+    facts = _facts(df, n)
+    if facts["goal_id:n"] or facts["reward:n"]:
+        return None, 0
+    if any((facts[f"{name}:min"] or 0) < 0 for name in INT_FIELDS):
+        return None, 0
+    if any(facts[f"{name}:bad"] for name in FLOAT_FIELDS + STR_FIELDS):
+        return None, 0
+    present = sum(2 * (n - facts[f"{name}:n"]) for name in INT_FIELDS + FLOAT_FIELDS)
+    present += sum(4 * (n - facts[f"{name}:n"]) for name in STR_FIELDS)  # key and value quotes
+    kw: dict[str, Any] = {}
+    for name in INT_FIELDS:
+        s = df[name].fill_null(-1) if facts[f"{name}:n"] else df[name]
+        kw[name] = s.to_numpy(writable=True).astype(np.int64, copy=False)
+    for name in FLOAT_FIELDS:
+        kw[name] = df[name].to_numpy(writable=True).astype(np.float64, copy=False)
+    for name in STR_FIELDS:
+        kw[name] = df[name]
+    reward, opt, reg = kw["reward"], kw["optimal_reward"], kw["regret"]
+    implied = episode_regret(reward, opt)
+    if (np.isnan(opt) & np.isnan(reg)).any():
+        return None, 0
+    if (np.abs(reg - implied) > regret_tolerance(opt, reward)).any():
+        return None, 0
+    kw["regret"] = np.where(np.isnan(reg), implied, reg)
+    adv = kw["advantage"]
+    kw["advantage"] = np.where(np.isnan(adv), episode_advantage(reward, kw["baseline_reward"]), adv)
+    return kw, present
 
 
 def _extras(source, data, df, n: int) -> list | None:
@@ -337,7 +357,7 @@ def read_judgments(path: str | os.PathLike, *, fast: bool = True) -> Judgments:
       JudgmentError: the file is missing or unreadable, holds no judgments, or has a malformed
         line; the message names the file and the line number.
 
-    The file is parsed by polars and its columns are checked in NumPy; if polars refuses the
+    The file is parsed by polars and its columns are checked at once; if polars refuses the
     file or a check fails, the lines are read again one by one with json.loads, which names the
     first bad line. A last line without a newline that is not valid JSON (a torn write) is
     skipped with a warning. Blank lines are skipped. Rows without extra fields share one

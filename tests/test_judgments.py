@@ -136,6 +136,26 @@ def test_writer_output_read_whole_in_batches_and_line_by_line_agree(tmp_path):
     whole.regret[0] = 0.0  # columns are the caller's to change
 
 
+def test_string_columns_held_by_polars_read_as_the_lines_say(tmp_path):
+    # A sweep's batches make runs of equal strings: the fast reader hands those columns over
+    # as polars columns, expanded once per run when read. to_polars, before any field is read,
+    # must equal the frame json.loads' columns give, and the lists must equal them too.
+    path = tmp_path / "judgments.jsonl"
+    with JudgmentWriter(path) as w:
+        for epoch in range(4):
+            for variant in ("h8", "h64"):
+                w.append(make_judgments(np.arange(100) % 7, np.ones(100), np.full(100, 2.0),
+                                        np.zeros(100), np.arange(100), variant=variant,
+                                        epoch=epoch, ts=f"2026-01-0{epoch + 1}T00:00:00Z"))  # fmt: skip
+    fast, slow = read_judgments(path), read_judgments(path, fast=False)
+    assert fast.to_polars().equals(slow.to_polars())
+    assert fast.variant == slow.variant == (["h8"] * 100 + ["h64"] * 100) * 4
+    assert fast.ts[::200] == [f"2026-01-0{e}T00:00:00Z" for e in (1, 2, 3, 4)]
+    assert fast.ts[99] is fast.ts[0]  # one string object per run
+    fast.variant[0] = "mine"  # the list, once read, is the caller's to change
+    assert fast.variant[0] == "mine" and fast.take([0]).variant == ["mine"]
+
+
 def test_writer_checks_the_whole_batch_before_writing(tmp_path):
     path = tmp_path / "j.jsonl"
     good = {"goal_id": 0, "reward": 1.0, "optimal_reward": 2.0}
