@@ -4,7 +4,8 @@ The reader (:mod:`augnes_jax.judgments_reader`) returns it; :meth:`Judgments.fro
 :meth:`Judgments.from_columns` build it in memory from records or from columns, with the checks
 a line of the log gets (:func:`augnes_jax.judgments_schema.check_record`);
 :func:`as_judgments` is what functions that take "judgments" accept; and
-:meth:`Judgments.to_polars` hands the columns to data tools.
+:meth:`Judgments.to_polars` hands the columns to data tools (the columns the reader still
+holds as polars columns, as they are).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -29,32 +31,50 @@ from augnes_jax.judgments_schema import (
 )
 from augnes_jax.regret import episode_advantage, episode_regret
 
-__all__ = ["Judgments", "as_judgments", "run_columns"]
+__all__ = ["Judgments", "as_judgments", "column_values", "run_columns"]
 
 _INT64_MAX = 2**63 - 1
 
 
-class _StringColumn:
-    """A string field of :class:`Judgments`: a list, which the reader may hand over as a polars
-    String column instead; that column becomes the list the first time the field is read.
+class _Column:
+    """A column field of :class:`Judgments`: a NumPy array or a list, which the reader may hand
+    over as a polars column instead; that column is converted (:func:`column_values`) the first
+    time the field is read, and the result kept.
 
-    A reader that only needs the numeric columns never pays for millions of Python strings, and
-    :meth:`Judgments.to_polars` hands the column on as it is.
+    A caller that reads a few fields never pays for converting the others (for a string field,
+    millions of Python strings), and :meth:`Judgments.to_polars` hands held columns on as they
+    are.
     """
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
 
-    def __get__(self, obj: Any, owner: type | None = None) -> list:
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
         if obj is None:
             raise AttributeError(self.name)  # the field has no default
         value = obj.__dict__[self.name]
-        if not isinstance(value, list):
-            value = obj.__dict__[self.name] = _string_list(value)
+        if _is_polars(value):
+            value = obj.__dict__[self.name] = column_values(self.name, value)
         return value
 
     def __set__(self, obj: Any, value: Any) -> None:
         obj.__dict__[self.name] = value
+
+
+def _is_polars(value: Any) -> bool:
+    pl = sys.modules.get("polars")
+    return pl is not None and isinstance(value, pl.Series)
+
+
+def column_values(name: str, s: Any) -> Any:
+    """Returns the polars column ``s`` of field ``name`` as :class:`Judgments` holds it: int64
+    with -1 for null, float64 with NaN for null, or a list of strings with None for null."""
+    if name in INT_FIELDS:
+        s = s.fill_null(-1) if s.null_count() else s
+        return s.to_numpy(writable=True).astype(np.int64, copy=False)
+    if name in FLOAT_FIELDS:
+        return s.to_numpy(writable=True).astype(np.float64, copy=False)
+    return _string_list(s)
 
 
 def run_columns(df: Any) -> set[str]:
@@ -92,31 +112,34 @@ class Judgments:
     ``regret`` is always filled: the stated regret, else ``optimal_reward - reward``.
     ``advantage`` is the stated advantage, else ``reward - baseline_reward``, else NaN. String
     columns are lists (None where absent). ``extra`` holds each row's unknown fields.
+
+    The reader may hold a field as the polars column it parsed; reading the field converts it
+    (once) to the array or list above, so a caller pays only for the fields it reads.
     """
 
-    goal_id: np.ndarray
-    reward: np.ndarray
-    optimal_reward: np.ndarray
-    regret: np.ndarray
-    baseline_reward: np.ndarray
-    advantage: np.ndarray
-    epoch: np.ndarray
-    episode: np.ndarray
-    hidden_dim: np.ndarray
-    buffer_size: np.ndarray
-    seed: np.ndarray
-    schema: np.ndarray
-    run: list = _StringColumn()
-    variant: list = _StringColumn()
-    strategy: list = _StringColumn()
-    oracle: list = _StringColumn()
-    ts: list = _StringColumn()
+    goal_id: np.ndarray = _Column()
+    reward: np.ndarray = _Column()
+    optimal_reward: np.ndarray = _Column()
+    regret: np.ndarray = _Column()
+    baseline_reward: np.ndarray = _Column()
+    advantage: np.ndarray = _Column()
+    epoch: np.ndarray = _Column()
+    episode: np.ndarray = _Column()
+    hidden_dim: np.ndarray = _Column()
+    buffer_size: np.ndarray = _Column()
+    seed: np.ndarray = _Column()
+    schema: np.ndarray = _Column()
+    run: list = _Column()
+    variant: list = _Column()
+    strategy: list = _Column()
+    oracle: list = _Column()
+    ts: list = _Column()
     extra: list
     path: str = ""
 
     def __len__(self) -> int:
         """Returns the number of judgments."""
-        return int(self.goal_id.shape[0])
+        return len(self.__dict__["goal_id"])  # as held: nothing converted
 
     def take(self, rows: np.ndarray | Sequence[int]) -> Judgments:
         """Returns the judgments at ``rows`` (indices or a boolean mask), in that order."""
@@ -221,13 +244,16 @@ class Judgments:
         import polars as pl
 
         cols: dict[str, Any] = {}
-        for name in INT_FIELDS:
-            arr = getattr(self, name)
-            cols[name] = pl.Series(name, arr, pl.Int64).set(pl.Series(arr < 0), None)
-        for name in FLOAT_FIELDS:
-            cols[name] = pl.Series(name, getattr(self, name), pl.Float64, nan_to_null=True)
-        for name in STR_FIELDS:
-            cols[name] = pl.Series(name, self.__dict__[name], pl.String)  # as held: no list built
+        for name in INT_FIELDS + FLOAT_FIELDS + STR_FIELDS:
+            held = self.__dict__[name]
+            if _is_polars(held):  # as the reader gave it: nulls are nulls, nothing converted
+                cols[name] = held.alias(name)
+            elif name in INT_FIELDS:
+                cols[name] = pl.Series(name, held, pl.Int64).set(pl.Series(held < 0), None)
+            elif name in FLOAT_FIELDS:
+                cols[name] = pl.Series(name, held, pl.Float64, nan_to_null=True)
+            else:
+                cols[name] = pl.Series(name, held, pl.String)
         cols["extra"] = pl.Series(
             "extra", [record_json(dict(e)) if e else None for e in self.extra], pl.String
         )

@@ -9,16 +9,17 @@
 
 polars parses the lines into columns and checks them in one parallel pass (nulls, signs,
 finiteness, strings that stood for other values), while a thread counts the file's quotes to
-prove it holds no field outside the schema; NumPy checks the regret/optimal agreement. String
-columns stay polars columns until a caller reads them. If polars refuses the lines or a check
-fails, they are read again one by one with :func:`json.loads` and :func:`check_record`, which
-name the first bad line; that careful pass is also the reference the fast one is tested
-against.
+prove it holds no field outside the schema; NumPy checks the regret/optimal agreement. The
+columns no check reads stay polars columns until a caller reads them. If polars refuses the
+lines or a check fails, they are read again one by one with :func:`json.loads` and
+:func:`check_record`, which name the first bad line; that careful pass is also the reference the
+fast one is tested against.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import mmap
 import os
 import warnings
@@ -28,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from augnes_jax.judgments_columns import Judgments, run_columns
+from augnes_jax.judgments_columns import Judgments, column_values, run_columns
 from augnes_jax.judgments_schema import (
     FLOAT_FIELDS,
     INT_FIELDS,
@@ -97,9 +98,10 @@ def _polars_schema() -> dict:
 
 def _facts(df, n: int) -> dict:
     """Returns what the checks need to know of the parsed columns, computed by polars in one
-    parallel pass: each field's null count, the integer minima, the float NaN and Inf counts,
-    and whether a string field holds a value that stood for a non-string (its runs' heads
-    checked when the column is made of runs)."""
+    parallel pass: each field's null count, the integer minima, whether each float column is
+    finite (its sum is: a NaN or an Inf anywhere makes it NaN or Inf, and a sum that overflows
+    only sends the lines to the careful pass), and whether a string field holds a value that
+    stood for a non-string (its runs' heads checked when the column is made of runs)."""
     import polars as pl
 
     runs = run_columns(df.select(STR_FIELDS))
@@ -108,11 +110,12 @@ def _facts(df, n: int) -> dict:
         exprs += [pl.col(name).null_count().alias(f"{name}:n"), pl.col(name).min().alias(f"{name}:min")]
     for name in FLOAT_FIELDS:
         col = pl.col(name)
-        exprs += [col.null_count().alias(f"{name}:n"),
-                  (col.is_nan() | col.is_infinite()).any().alias(f"{name}:bad")]  # fmt: skip
+        exprs += [col.null_count().alias(f"{name}:n"), col.sum().alias(f"{name}:sum")]
     for name in STR_FIELDS:
         col = pl.col(name)
         heads = col.rle().struct.field("value") if name in runs else col
+        if name == "ts":  # the UTC form ends in "Z", which no number, literal or container does
+            heads = heads.filter(heads.str.ends_with("Z").not_())
         exprs += [col.null_count().alias(f"{name}:n"),
                   heads.str.contains(_NOT_A_STRING).any().alias(f"{name}:bad")]  # fmt: skip
     return df.select(exprs).row(0, named=True)
@@ -177,34 +180,34 @@ def _fast(source, data, path: str) -> Judgments | None:
 
 def _checked_columns(df) -> tuple[dict | None, int]:
     """Returns ``(Judgments' columns, quotes the known fields hold)``, or ``(None, 0)`` where a
-    check fails. String columns stay polars columns (Judgments makes them lists when read)."""
+    check fails. Columns the checks do not read stay polars columns (Judgments converts each
+    when it is first read)."""
     n = df.height
     facts = _facts(df, n)
     if facts["goal_id:n"] or facts["reward:n"]:
         return None, 0
     if any((facts[f"{name}:min"] or 0) < 0 for name in INT_FIELDS):
         return None, 0
-    if any(facts[f"{name}:bad"] for name in FLOAT_FIELDS + STR_FIELDS):
+    if not all(math.isfinite(facts[f"{name}:sum"]) for name in FLOAT_FIELDS):
+        return None, 0
+    if any(facts[f"{name}:bad"] for name in STR_FIELDS):
         return None, 0
     present = sum(2 * (n - facts[f"{name}:n"]) for name in INT_FIELDS + FLOAT_FIELDS)
     present += sum(4 * (n - facts[f"{name}:n"]) for name in STR_FIELDS)  # key and value quotes
-    kw: dict[str, Any] = {}
-    for name in INT_FIELDS:
-        s = df[name].fill_null(-1) if facts[f"{name}:n"] else df[name]
-        kw[name] = s.to_numpy(writable=True).astype(np.int64, copy=False)
-    for name in FLOAT_FIELDS:
-        kw[name] = df[name].to_numpy(writable=True).astype(np.float64, copy=False)
-    for name in STR_FIELDS:
-        kw[name] = df[name]
+    kw: dict[str, Any] = {name: df[name] for name in INT_FIELDS + FLOAT_FIELDS + STR_FIELDS}
+    for name in ("reward", "optimal_reward", "regret"):  # what the regret checks read
+        kw[name] = column_values(name, df[name])
     reward, opt, reg = kw["reward"], kw["optimal_reward"], kw["regret"]
     implied = episode_regret(reward, opt)
-    if (np.isnan(opt) & np.isnan(reg)).any():
+    if facts["optimal_reward:n"] and facts["regret:n"] and (np.isnan(opt) & np.isnan(reg)).any():
         return None, 0
     if (np.abs(reg - implied) > regret_tolerance(opt, reward)).any():
         return None, 0
-    kw["regret"] = np.where(np.isnan(reg), implied, reg)
-    adv = kw["advantage"]
-    kw["advantage"] = np.where(np.isnan(adv), episode_advantage(reward, kw["baseline_reward"]), adv)
+    if facts["regret:n"]:
+        kw["regret"] = np.where(np.isnan(reg), implied, reg)
+    if facts["advantage:n"]:
+        adv, base = (column_values(name, df[name]) for name in ("advantage", "baseline_reward"))
+        kw["advantage"] = np.where(np.isnan(adv), episode_advantage(reward, base), adv)
     return kw, present
 
 

@@ -7,10 +7,13 @@ via ``np.minimum.at`` are timed separately), with the largest errors against flo
 
 Ingestion: ``read_judgments`` on a 1M-line judgments.jsonl written by ``JudgmentWriter`` into
 a temporary directory, in lines/s, against raw ``polars.read_ndjson`` in its default settings
-(no checks, string columns left in polars) and a stdlib ``json.loads`` line loop, on the same
-file in the same process (timed in turns, best of 3); then ``iter_judgments`` in its default
-64 MiB batches; and the same against polars on the log with a timestamp of its own on every
-line (nothing shared between neighbouring lines).
+(no checks, columns left in polars), pyarrow's ``read_json`` where pyarrow is installed, and a
+stdlib ``json.loads`` line loop, on the same file in the same process (timed in turns, best of
+5). ``read_judgments`` checks every line but leaves the columns no check reads in polars until
+they are read, so it is also timed with every field read afterwards (all converted to NumPy
+arrays and lists); then ``iter_judgments`` in its default 64 MiB batches; and the same against
+polars on the log with a timestamp of its own on every line (nothing shared between
+neighbouring lines).
 
     python benchmarks/bench_regret.py [--quick]
 """
@@ -18,6 +21,7 @@ line (nothing shared between neighbouring lines).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -36,6 +40,7 @@ from common import compile_and_run_time  # noqa: E402  (importing it configures 
 
 from augnes_jax import regret  # noqa: E402
 from augnes_jax.judgments import (  # noqa: E402
+    Judgments,
     JudgmentWriter,
     iter_judgments,
     make_judgments,
@@ -162,21 +167,40 @@ def best_in_turns(fns: dict, repeats: int) -> dict:
     return best
 
 
+def read_every_field(path: Path) -> Judgments:
+    """Returns ``read_judgments(path)`` with every field read (converted from polars)."""
+    j = read_judgments(path)
+    for f in dataclasses.fields(j):
+        getattr(j, f.name)
+    return j
+
+
+def pyarrow_reader():
+    """Returns pyarrow's JSON reader, or None where pyarrow is not installed."""
+    try:
+        from pyarrow import json as pa_json
+    except ImportError:
+        return None
+    return pa_json.read_json
+
+
 def bench_ingestion(lines: int, repeats: int) -> dict:
+    read_json = pyarrow_reader()
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "judgments.jsonl"
         t_write = write_judgments_file(path, lines)
         size = path.stat().st_size
         path.read_bytes()  # every reader starts from the page cache
-        assert len(read_judgments(path)) == lines == pl.read_ndjson(path).height
-        t = best_in_turns(
-            {
-                "ours": lambda: read_judgments(path),
-                "polars": lambda: pl.read_ndjson(path),
-                "batches": lambda: sum(len(b) for b in iter_judgments(path)),
-            },
-            repeats,
-        )
+        assert len(read_every_field(path)) == lines == pl.read_ndjson(path).height
+        readers = {
+            "ours": lambda: read_judgments(path),
+            "polars": lambda: pl.read_ndjson(path),
+            "ours_every_field": lambda: read_every_field(path),
+            "batches": lambda: sum(len(b) for b in iter_judgments(path)),
+        }
+        if read_json is not None:
+            readers["pyarrow"] = lambda: read_json(path)
+        t = best_in_turns(readers, repeats)
         t0 = time.perf_counter()
         stdlib_loop(path)  # one run: it is the slow side
         t_std = time.perf_counter() - t0
@@ -185,10 +209,14 @@ def bench_ingestion(lines: int, repeats: int) -> dict:
         size_ts = path.stat().st_size
         path.read_bytes()
         assert len(read_judgments(path)) == lines
-        t_ts = best_in_turns(
-            {"ours": lambda: read_judgments(path), "polars": lambda: pl.read_ndjson(path)},
-            repeats,
-        )
+        readers = {
+            "ours": lambda: read_judgments(path),
+            "polars": lambda: pl.read_ndjson(path),
+            "ours_every_field": lambda: read_every_field(path),
+        }
+        if read_json is not None:
+            readers["pyarrow"] = lambda: read_json(path)
+        t_ts = best_in_turns(readers, repeats)
     return {
         "lines": lines,
         "file_mb": size / 1e6,
@@ -199,9 +227,15 @@ def bench_ingestion(lines: int, repeats: int) -> dict:
         "iter_judgments_64mib_lines_per_s": lines / t["batches"],
         "polars_read_ndjson_lines_per_s": lines / t["polars"],
         "read_judgments_vs_polars": t["polars"] / t["ours"],
+        "read_judgments_every_field_vs_polars": t["polars"] / t["ours_every_field"],
+        "pyarrow_read_json_lines_per_s": lines / t["pyarrow"] if "pyarrow" in t else None,
         "read_judgments_per_line_ts_lines_per_s": lines / t_ts["ours"],
         "polars_read_ndjson_per_line_ts_lines_per_s": lines / t_ts["polars"],
         "read_judgments_vs_polars_per_line_ts": t_ts["polars"] / t_ts["ours"],
+        "read_judgments_every_field_vs_polars_per_line_ts": t_ts["polars"] / t_ts["ours_every_field"],
+        "pyarrow_read_json_per_line_ts_lines_per_s": (
+            lines / t_ts["pyarrow"] if "pyarrow" in t_ts else None
+        ),
         "stdlib_json_loop_s": t_std,
         "stdlib_json_loop_lines_per_s": lines / t_std,
         "speedup_vs_stdlib": t_std / t["ours"],
@@ -224,7 +258,7 @@ def main(argv=None) -> int:
         "aggregation": [
             bench_aggregation(n, g, repeats=3) for n in sizes for g in (4, 100, 10_000)
         ],
-        "ingestion": bench_ingestion(lines, repeats=3),
+        "ingestion": bench_ingestion(lines, repeats=5),
     }
     print(json.dumps(result, indent=1))
     return 0

@@ -583,6 +583,15 @@ def test_strings_that_look_like_numbers_and_numbers_where_strings_belong(tmp_pat
         with pytest.raises(JudgmentError) as err:
             read_judgments(path)
         assert str(err.value) == f"{path}:2: variant must be a string, got {shown}"
+    # Only the bad value differs from a clean sweep log; an object holding one string key has
+    # the quotes of the string it replaces, so only the string check can tell.
+    good = json.dumps({**rows[2], "ts": "2026-01-01T00:00:00.000Z"})
+    for field in ("variant", "ts", "run"):
+        for bad, shown in ((3, "3"), (True, "true"), ({"a": 1}, "{'a': 1}"), (["a"], "['a']")):
+            write_lines(path, [good] * 70 + [json.dumps({**json.loads(good), field: bad})] + [good] * 9)
+            with pytest.raises(JudgmentError) as err:
+                read_judgments(path)
+            assert str(err.value) == f"{path}:71: {field} must be a string, got {shown}"
 
 
 def test_extra_fields_anywhere_are_kept_with_json_loads_values(tmp_path):
@@ -665,6 +674,17 @@ def test_fast_path_handles_the_numbers_json_allows(tmp_path):
     np.testing.assert_array_equal(j.reward, [float(t) for t in tokens])
     assert [e["x"] for e in j.extra] == [json.loads(t) for t in tokens]
     assert [type(e["x"]) for e in j.extra] == [type(json.loads(t)) for t in tokens]
+
+
+def test_finite_values_whose_sum_overflows_are_read(tmp_path):
+    # The fast path proves a float column finite by its sum; these finite values overflow it.
+    path = tmp_path / "j.jsonl"
+    write_lines(path, [f'{{"goal_id":{g},"reward":{r},"optimal_reward":{r}}}'
+                       for g, r in enumerate(["1.7e308", "1.7e308", "-1.7e308", "-1.7e308"])])  # fmt: skip
+    j = read_judgments(path)
+    np.testing.assert_array_equal(j.reward, [1.7e308, 1.7e308, -1.7e308, -1.7e308])
+    np.testing.assert_array_equal(j.regret, np.zeros(4))
+    assert_same(j, read_judgments(path, fast=False))
 
 
 @pytest.mark.parametrize("token", ["01", "1.", ".5", "+1", "1e", "--1", "1.2.3", "0x10", "1e+", "-"])
