@@ -96,7 +96,7 @@ def _polars_schema() -> dict:
     }
 
 
-def _facts(df, n: int) -> dict:
+def _facts(df) -> dict:
     """Returns what the checks need to know of the parsed columns, computed by polars in one
     parallel pass: each field's null count, the integer minima, whether each float column is
     finite (its sum is: a NaN or an Inf anywhere makes it NaN or Inf, and a sum that overflows
@@ -183,7 +183,7 @@ def _checked_columns(df) -> tuple[dict | None, int]:
     check fails. Columns the checks do not read stay polars columns (Judgments converts each
     when it is first read)."""
     n = df.height
-    facts = _facts(df, n)
+    facts = _facts(df)
     if facts["goal_id:n"] or facts["reward:n"]:
         return None, 0
     if any((facts[f"{name}:min"] or 0) < 0 for name in INT_FIELDS):
