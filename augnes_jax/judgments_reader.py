@@ -121,10 +121,13 @@ def _facts(df) -> dict:
     return df.select(exprs).row(0, named=True)
 
 
+_SLICE_BYTES = 1 << 22  # byte scans go slice by slice: each slice stays in cache
+
+
 def _count_byte(buf, byte: int) -> int:
     """Returns how often ``byte`` occurs in ``buf`` (counted in slices that stay in cache)."""
     a = np.frombuffer(buf, np.uint8)
-    step = 1 << 22
+    step = _SLICE_BYTES
     return sum(int(np.count_nonzero(a[i : i + step] == byte)) for i in range(0, a.shape[0], step))
 
 
@@ -134,7 +137,7 @@ def _unescaped_quotes(data) -> int | None:
     Slice by slice, so that the GIL the search holds is held briefly: NumPy counts without it.
     """
     a = np.frombuffer(data, np.uint8)
-    step = 1 << 22
+    step = _SLICE_BYTES
     quotes = 0
     for i in range(0, a.shape[0], step):
         if data.find(b"\\", i, i + step) >= 0:
