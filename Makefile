@@ -24,7 +24,7 @@ test: $(STAMP)
 # The report is printed even when a test fails; the test status is the target's status.
 coverage: $(STAMP)
 	$(PY) -m coverage erase
-	$(PY) -m coverage run -m pytest $(PYTEST_ARGS); status=$$?; \
+	$(PY) -m coverage run -m pytest -n 0 $(PYTEST_ARGS); status=$$?; \
 	$(PY) -m coverage combine --quiet && $(PY) -m coverage report || exit $$?; exit $$status
 
 lint: $(STAMP)

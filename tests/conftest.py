@@ -1,13 +1,15 @@
 """Test-wide JAX settings: loud shape bugs, key-reuse checks, one CPU thread pool, one compile cache.
 
-The whole session shares one persistent compilation cache in a temporary directory: this
-process uses it, and ``JAX_COMPILATION_CACHE_DIR`` hands it to every subprocess (sweeps,
-``infer``, the multi-device scripts), so a program is compiled once per session rather than once
-per subprocess. A test that measures compilation itself takes the ``no_compile_cache`` fixture.
+The tests run in pytest-xdist workers (``-n auto``, at most 4; ``-n 0`` runs them in one
+process). Each worker's session has one persistent compilation cache in a temporary directory:
+the worker uses it, and ``JAX_COMPILATION_CACHE_DIR`` hands it to every subprocess it starts
+(sweeps, ``infer``, the multi-device scripts), so a program is compiled once per worker rather
+than once per subprocess. A test that measures compilation itself takes the
+``no_compile_cache`` fixture.
 
 ``tiny_sweep`` (``TINY``) and ``auto_sweep`` (``AUTO``, widths grown live) are sweeps run once per
-session in this process, read by every test that only checks what such a run writes (they must
-not write into them).
+worker session, in the worker, read by every test that only checks what such a run writes (they
+must not write into them).
 """
 
 import os
